@@ -1,0 +1,131 @@
+/**
+ * One error hierarchy for the whole library. Every error thrown on purpose is a
+ * {@linkcode RingKernelError} with a stable, machine-readable {@linkcode ErrorCode}:
+ * match on `err.code`, not on the message text, which may improve between versions.
+ *
+ * @example
+ * ```ts
+ * import { DecodeError, RingKernelError } from "@ringkernel/core";
+ * try {
+ *   // ...
+ * } catch (err) {
+ *   if (err instanceof DecodeError) console.log(err.code, err.offset);
+ *   else if (err instanceof RingKernelError) console.log(err.code);
+ *   else throw err;
+ * }
+ * ```
+ * @module
+ */
+
+/** Stable error codes. New codes may be added; existing ones never change meaning. */
+export const ErrorCode = {
+  /** A remote HLC timestamp is further ahead of local physical time than allowed. */
+  ClockSkew: "E_CLOCK_SKEW",
+  /** A value passed to an API is out of range or of the wrong shape. */
+  InvalidArgument: "E_INVALID_ARGUMENT",
+  /** A queue capacity that is not a power of two (or out of range). */
+  InvalidCapacity: "E_INVALID_CAPACITY",
+  /** A memory region too small or misaligned for the layout placed on it. */
+  InvalidLayout: "E_INVALID_LAYOUT",
+  /** A message schema declaration that cannot be laid out. */
+  InvalidSchema: "E_INVALID_SCHEMA",
+  /** A value that does not fit the schema field it is written to. */
+  InvalidValue: "E_INVALID_VALUE",
+  /** The buffer ends before the structure being decoded. */
+  DecodeTruncated: "E_DECODE_TRUNCATED",
+  /** The envelope does not start with the RingKernel magic number. */
+  DecodeBadMagic: "E_DECODE_BAD_MAGIC",
+  /** The envelope has a version this library does not read. */
+  DecodeBadVersion: "E_DECODE_BAD_VERSION",
+  /** The envelope's typeId names no registered message type. */
+  DecodeUnknownType: "E_DECODE_UNKNOWN_TYPE",
+  /** The payload length points past the end of the buffer or disagrees with the schema. */
+  DecodePayloadLength: "E_DECODE_PAYLOAD_LENGTH",
+  /** The checksum stored in the envelope does not match its contents. */
+  DecodeChecksum: "E_DECODE_CHECKSUM",
+  /** A checksum was required but the envelope carries none. */
+  DecodeChecksumMissing: "E_DECODE_CHECKSUM_MISSING",
+  /** Reserved bits or bytes that must be zero are not. */
+  DecodeReserved: "E_DECODE_RESERVED",
+  /** A field holds a value its type does not allow (for example a bool byte of 2). */
+  DecodeInvalidValue: "E_DECODE_INVALID_VALUE",
+  /** A bounded queue stayed full for the whole timeout. */
+  QueueFull: "E_QUEUE_FULL",
+  /** A message is larger than the queue's slot. */
+  MessageTooLarge: "E_MESSAGE_TOO_LARGE",
+  /** A wait ran out of time. */
+  Timeout: "E_TIMEOUT",
+  /** An invalid topic name or topic filter. */
+  InvalidTopic: "E_INVALID_TOPIC",
+  /** A subscription or broker that has been closed. */
+  Closed: "E_CLOSED",
+  /** An operation that the current lifecycle state does not allow. */
+  InvalidState: "E_INVALID_STATE",
+} as const;
+
+/** The union of all stable error code strings. */
+export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode];
+
+/** Base class of every error this library throws on purpose. */
+export class RingKernelError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+
+  /** Creates an error with a stable code and a human-readable message. */
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A remote clock is further ahead than `maxDriftMs` allows; the local clock is left unchanged. */
+export class ClockSkewError extends RingKernelError {
+  /** How far ahead of local physical time the remote timestamp is, in milliseconds. */
+  readonly driftMs: number;
+  /** The configured maximum drift in milliseconds. */
+  readonly maxDriftMs: number;
+
+  /** Creates the error from the measured and allowed drift. */
+  constructor(driftMs: number, maxDriftMs: number) {
+    super(
+      ErrorCode.ClockSkew,
+      `remote timestamp is ${driftMs} ms ahead of local physical time (max drift ${maxDriftMs} ms)`,
+    );
+    this.driftMs = driftMs;
+    this.maxDriftMs = maxDriftMs;
+  }
+}
+
+/** A bad argument: a value out of range, the wrong shape, or a layout that cannot hold. */
+export class ValidationError extends RingKernelError {}
+
+/** A message schema declaration that cannot be laid out, or a value that does not fit a field. */
+export class SchemaError extends RingKernelError {}
+
+/** Bytes that are not a valid message. `offset` is where in the buffer the problem was found. */
+export class DecodeError extends RingKernelError {
+  /** Byte offset (from the start of the decoded buffer) of the offending data. */
+  readonly offset: number;
+
+  /** Creates a decode error for the given code and byte offset. */
+  constructor(code: ErrorCode, offset: number, message: string) {
+    super(code, `${message} (at byte ${offset})`);
+    this.offset = offset;
+  }
+}
+
+/** A queue capacity that is not a power of two, or a region too small for it. */
+export class CapacityError extends RingKernelError {}
+
+/** A bounded queue stayed full for the whole timeout; the message was not enqueued. */
+export class QueueFullError extends RingKernelError {}
+
+/** A wait ran out of time. */
+export class TimeoutError extends RingKernelError {}
+
+/** An invalid topic name or topic filter (MQTT 3.1.1 §4.7 rules). */
+export class TopicError extends RingKernelError {}
+
+/** An operation the current lifecycle state does not allow, or on something already closed. */
+export class InvalidStateError extends RingKernelError {}
