@@ -34,7 +34,12 @@ export function runtimeInfo(): RuntimeInfo {
     date: new Date().toISOString(),
   };
   if (g.Deno) {
-    return { runtime: "deno", version: g.Deno.version.deno, engine: `V8 ${g.Deno.version.v8}`, ...common };
+    return {
+      runtime: "deno",
+      version: g.Deno.version.deno,
+      engine: `V8 ${g.Deno.version.v8}`,
+      ...common,
+    };
   }
   if (g.Bun) return { runtime: "bun", version: g.Bun.version, engine: "JavaScriptCore", ...common };
   return {

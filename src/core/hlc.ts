@@ -33,7 +33,6 @@ export const HLC_PHYSICAL_MAX = 2 ** 48 - 1;
 export const HLC_BYTES = 12;
 
 const TWO_16 = 0x10000;
-const TWO_32 = 0x1_0000_0000;
 
 function checkUint(name: string, value: number, max: number): void {
   if (!Number.isInteger(value) || value < 0 || value > max) {
@@ -42,6 +41,21 @@ function checkUint(name: string, value: number, max: number): void {
       `HlcTimestamp ${name} must be an integer in [0, ${max}], got ${value}`,
     );
   }
+}
+
+// Set only around constructions whose parts the clocks already keep in range, so the hot
+// tick path skips re-validating them.
+let trusted = false;
+
+function issue(physical: number, logical: number, nodeId: number): HlcTimestamp {
+  trusted = true;
+  const ts = new HlcTimestamp(physical, logical, nodeId);
+  trusted = false;
+  return ts;
+}
+
+function issueFromWord(word: bigint, nodeId: number): HlcTimestamp {
+  return issue(Number(word >> 16n), Number(word & 0xffffn), nodeId);
 }
 
 /** An immutable hybrid logical timestamp. */
@@ -55,9 +69,11 @@ export class HlcTimestamp {
 
   /** Creates a timestamp; every part is range-checked. */
   constructor(physical: number, logical: number, nodeId: number) {
-    checkUint("physical", physical, HLC_PHYSICAL_MAX);
-    checkUint("logical", logical, HLC_LOGICAL_MAX);
-    checkUint("nodeId", nodeId, 0xffff_ffff);
+    if (!trusted) {
+      checkUint("physical", physical, HLC_PHYSICAL_MAX);
+      checkUint("logical", logical, HLC_LOGICAL_MAX);
+      checkUint("nodeId", nodeId, 0xffff_ffff);
+    }
     this.physical = physical;
     this.logical = logical;
     this.nodeId = nodeId;
@@ -122,13 +138,6 @@ export class HlcTimestamp {
   static readFrom(view: DataView, offset: number): HlcTimestamp {
     const lo = view.getUint32(offset, true);
     const hi = view.getUint32(offset + 4, true);
-    if (hi >= TWO_32 / TWO_16) {
-      // hi carries physical bits 16..47; anything above would not fit 48 bits.
-      throw new ValidationError(
-        ErrorCode.InvalidArgument,
-        `HLC word hi 0x${hi.toString(16)} exceeds the 48-bit physical range`,
-      );
-    }
     return HlcTimestamp.fromWords(lo, hi, view.getUint32(offset + 8, true));
   }
 
@@ -207,7 +216,7 @@ export class HlcClock {
 
   /** The last timestamp issued (or zero before the first). Does not advance the clock. */
   current(): HlcTimestamp {
-    return new HlcTimestamp(this.#l, this.#c, this.nodeId);
+    return issue(this.#l, this.#c, this.nodeId);
   }
 
   /** Stamps a local or send event: strictly greater than every timestamp issued before. */
@@ -222,7 +231,7 @@ export class HlcClock {
       this.#l++;
       this.#c = 0;
     }
-    return new HlcTimestamp(this.#l, this.#c, this.nodeId);
+    return issue(this.#l, this.#c, this.nodeId);
   }
 
   /**
@@ -248,7 +257,7 @@ export class HlcClock {
       this.#l = l + 1;
       this.#c = 0;
     }
-    return new HlcTimestamp(this.#l, this.#c, this.nodeId);
+    return issue(this.#l, this.#c, this.nodeId);
   }
 }
 
@@ -303,7 +312,7 @@ export class SharedHlcClock {
 
   /** The current shared state, stamped with this handle's node id. Does not advance the clock. */
   current(): HlcTimestamp {
-    return HlcTimestamp.fromWord(Atomics.load(this.#word, 0), this.nodeId);
+    return issueFromWord(Atomics.load(this.#word, 0), this.nodeId);
   }
 
   /** Stamps a local or send event; unique across every handle on the same word. */
@@ -314,7 +323,7 @@ export class SharedHlcClock {
       // old + 1 carries a full logical counter into the physical part by itself.
       const next = pt > old ? pt : old + 1n;
       if (Atomics.compareExchange(this.#word, 0, old, next) === old) {
-        return HlcTimestamp.fromWord(next, this.nodeId);
+        return issueFromWord(next, this.nodeId);
       }
     }
   }
@@ -336,7 +345,7 @@ export class SharedHlcClock {
       else if (oPhys > rPhys) next = old + 1n;
       else next = rw + 1n;
       if (Atomics.compareExchange(this.#word, 0, old, next) === old) {
-        return HlcTimestamp.fromWord(next, this.nodeId);
+        return issueFromWord(next, this.nodeId);
       }
     }
   }
