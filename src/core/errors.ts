@@ -31,6 +31,8 @@ export const ErrorCode = {
   InvalidSchema: "E_INVALID_SCHEMA",
   /** A value that does not fit the schema field it is written to. */
   InvalidValue: "E_INVALID_VALUE",
+  /** A second message schema registered under a typeId that is already taken. */
+  DuplicateType: "E_DUPLICATE_TYPE",
   /** The buffer ends before the structure being decoded. */
   DecodeTruncated: "E_DECODE_TRUNCATED",
   /** The envelope does not start with the RingKernel magic number. */
@@ -57,10 +59,24 @@ export const ErrorCode = {
   Timeout: "E_TIMEOUT",
   /** An invalid topic name or topic filter. */
   InvalidTopic: "E_INVALID_TOPIC",
+  /** The retained-message store is at its limit and the topic is not in it yet. */
+  RetainedFull: "E_RETAINED_FULL",
   /** A subscription or broker that has been closed. */
   Closed: "E_CLOSED",
   /** An operation that the current lifecycle state does not allow. */
   InvalidState: "E_INVALID_STATE",
+  /** The runtime's WebAssembly lacks a feature a module needs (SIMD, threads, shared memory). */
+  WasmUnsupported: "E_WASM_UNSUPPORTED",
+  /** A view that does not lie inside the memory (or region of it) the operation runs on. */
+  ForeignMemory: "E_FOREIGN_MEMORY",
+  /** A pointer or view not aligned as the operation requires. */
+  Misaligned: "E_MISALIGNED",
+  /** Two arrays an operation pairs up have different lengths. */
+  LengthMismatch: "E_LENGTH_MISMATCH",
+  /** Two views overlap where the operation needs them disjoint (or identical). */
+  Overlap: "E_OVERLAP",
+  /** An allocator (for example the SIMD core's arena) has no room left for a request. */
+  OutOfMemory: "E_OUT_OF_MEMORY",
 } as const;
 
 /** The union of all stable error code strings. */
@@ -129,3 +145,12 @@ export class TopicError extends RingKernelError {}
 
 /** An operation the current lifecycle state does not allow, or on something already closed. */
 export class InvalidStateError extends RingKernelError {}
+
+/** The runtime's WebAssembly cannot run a module: SIMD, threads or shared memory is missing. */
+export class WasmUnsupportedError extends RingKernelError {}
+
+/** A view outside the memory an operation runs on, misaligned, or overlapping another view. */
+export class MemoryViewError extends RingKernelError {}
+
+/** An allocator has no room left for a request. */
+export class OutOfMemoryError extends RingKernelError {}
