@@ -1,0 +1,332 @@
+/**
+ * The byte layout shared by {@linkcode SpscQueue} and {@linkcode MpscQueue}: one region format for
+ * every place a queue lives (a SharedArrayBuffer between workers, mapped pinned host memory
+ * between host and a CUDA kernel, device memory, a WebGPU storage buffer). docs/queues.md gives
+ * the same table and the algorithms, for authors of the CUDA C and WGSL sides.
+ *
+ * All words are little-endian u32. Counters are 32-bit and wrap; they are compared with signed
+ * differences `(a - b) | 0`, which is exact while fewer than 2^31 slots separate them (capacity
+ * is at most 2^30). Words written by producers and words written by the consumer sit on
+ * separate 128-byte lines (the GPU cache-line size; this also avoids false sharing on CPUs).
+ * `rejectedFull` shares the producers' line because only producers write it, and they may write
+ * it on every failed attempt while spinning on a full queue; the wait line is written only when
+ * a side parks or wakes the other, so on the fast path both sides merely read it.
+ *
+ * ```
+ * offset  size          field
+ * 0       u32           magic 0x31514B52 ("RKQ1" in memory order)
+ * 4       u32           version (1)
+ * 8       u32           kind (0 SPSC, 1 MPSC)
+ * 12      u32           capacity (power of two, 2..2^30)
+ * 16      u32           slotSize (data bytes per slot, multiple of 16)
+ * 20      u32           mask (capacity - 1)
+ * 24..127               reserved, zero
+ * 128     u32           tail: producers' counter (MPSC: reservation counter)   [producers' line]
+ * 132     u32           rejectedFull: messages refused because the queue was full
+ * 136..255              reserved, zero
+ * 256     u32           head: consumer's counter                               [consumer's line]
+ * 260..383              reserved, zero
+ * 384     u32           dataSignal: bumped by producers to wake a waiting consumer  [wait line]
+ * 388     u32           consumerWaiting: number of consumer waiters (host side only)
+ * 392     u32           spaceSignal: bumped by the consumer to wake waiting producers
+ * 396     u32           producersWaiting: number of producer waiters (host side only)
+ * 400..511              reserved, zero
+ * 512     u32[capacity] seq: per-slot publication sequence (MPSC; SPSC leaves it alone)
+ * 512+4c  u32[capacity] len: message length in bytes per slot
+ * D       u8[c * slotSize] data, D = align128(512 + 8 * capacity)
+ * ```
+ * The region's byte length is `align128(D + capacity * slotSize)`, so regions pack back to back.
+ * @module
+ */
+
+import { CapacityError, ErrorCode, ValidationError } from "./errors.ts";
+
+/** The magic word at offset 0 of every queue region: "RKQ1" read as little-endian bytes. */
+export const QUEUE_MAGIC = 0x31514b52;
+/** The layout version this library reads and writes. */
+export const QUEUE_VERSION = 1;
+/** Alignment of a queue region's start and of its data array, in bytes. */
+export const QUEUE_ALIGN = 128;
+/** Smallest allowed capacity. */
+export const QUEUE_MIN_CAPACITY = 2;
+/** Largest allowed capacity: keeps signed 32-bit counter differences exact. */
+export const QUEUE_MAX_CAPACITY = 2 ** 30;
+/** `slotSize` must be a positive multiple of this (keeps every slot 16-byte aligned). */
+export const QUEUE_SLOT_ALIGN = 16;
+
+/** Which algorithm a region is formatted for (u32 at offset 8). */
+export const QueueKind = {
+  /** Single producer, single consumer: head/tail only. */
+  Spsc: 0,
+  /** Multiple producers (CAS on tail, per-slot sequence numbers), single consumer. */
+  Mpsc: 1,
+} as const;
+/** The numeric kind stored in a queue header. */
+export type QueueKind = typeof QueueKind[keyof typeof QueueKind];
+
+/** Byte offsets of the fixed words, relative to the start of the region. */
+export const QueueOffset = {
+  magic: 0,
+  version: 4,
+  kind: 8,
+  capacity: 12,
+  slotSize: 16,
+  mask: 20,
+  tail: 128,
+  rejectedFull: 132,
+  head: 256,
+  dataSignal: 384,
+  consumerWaiting: 388,
+  spaceSignal: 392,
+  producersWaiting: 396,
+  seq: 512,
+} as const;
+
+/** Bytes of the fixed header before the `seq` array. */
+export const QUEUE_HEADER_BYTES = 512;
+
+/**
+ * Indices into an Int32Array over the header (`byteOffset / 4`), for the hot paths.
+ * @internal
+ */
+export const QueueWord = {
+  magic: QueueOffset.magic >> 2,
+  version: QueueOffset.version >> 2,
+  kind: QueueOffset.kind >> 2,
+  capacity: QueueOffset.capacity >> 2,
+  slotSize: QueueOffset.slotSize >> 2,
+  mask: QueueOffset.mask >> 2,
+  tail: QueueOffset.tail >> 2,
+  head: QueueOffset.head >> 2,
+  rejectedFull: QueueOffset.rejectedFull >> 2,
+  dataSignal: QueueOffset.dataSignal >> 2,
+  consumerWaiting: QueueOffset.consumerWaiting >> 2,
+  spaceSignal: QueueOffset.spaceSignal >> 2,
+  producersWaiting: QueueOffset.producersWaiting >> 2,
+} as const;
+
+/** Where the arrays of a queue region start, relative to the region. */
+export interface QueueRegionLayout {
+  /** Number of slots. */
+  readonly capacity: number;
+  /** Data bytes per slot. */
+  readonly slotSize: number;
+  /** Offset of `seq[capacity]` (always {@linkcode QUEUE_HEADER_BYTES}). */
+  readonly seqOffset: number;
+  /** Offset of `len[capacity]`. */
+  readonly lenOffset: number;
+  /** Offset of the data array (128-aligned). */
+  readonly dataOffset: number;
+  /** Total bytes of the region, a multiple of 128. */
+  readonly byteLength: number;
+}
+
+/** Options that format a queue region. */
+export interface QueueOptions {
+  /** Number of slots: a power of two in 2..2^30. */
+  capacity: number;
+  /** Largest message in bytes; rounded up to a multiple of 16. Default 64. */
+  slotSize?: number;
+  /**
+   * Value head and tail start from (u32, default 0). Any start is valid; tests use one just below
+   * 2^32 to exercise counter wrap-around.
+   */
+  initialCounter?: number;
+}
+
+/** Options of `SpscQueue.create` and `MpscQueue.create`. */
+export interface QueueCreateOptions extends QueueOptions {
+  /** Allocate a plain ArrayBuffer (one thread only) instead of a SharedArrayBuffer. */
+  shared?: boolean;
+}
+
+/** Allocates a buffer of `byteLength` bytes, shared unless told otherwise. */
+export function allocateQueueBuffer(byteLength: number, shared = true): ArrayBufferLike {
+  return shared ? new SharedArrayBuffer(byteLength) : new ArrayBuffer(byteLength);
+}
+
+/** Default data bytes per slot. */
+export const DEFAULT_SLOT_SIZE = 64;
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+/** Throws {@linkcode CapacityError} unless `capacity` is a power of two in 2..2^30. */
+export function checkQueueCapacity(capacity: number): void {
+  if (
+    !isPowerOfTwo(capacity) || capacity < QUEUE_MIN_CAPACITY || capacity > QUEUE_MAX_CAPACITY
+  ) {
+    throw new CapacityError(
+      ErrorCode.InvalidCapacity,
+      `queue capacity must be a power of two in [${QUEUE_MIN_CAPACITY}, 2^30], got ${capacity}`,
+    );
+  }
+}
+
+/** Rounds a requested message size up to a valid slot size (a positive multiple of 16). */
+export function normalizeSlotSize(slotSize: number = DEFAULT_SLOT_SIZE): number {
+  if (!Number.isInteger(slotSize) || slotSize < 1 || slotSize > 0x7fff_fff0) {
+    throw new ValidationError(
+      ErrorCode.InvalidArgument,
+      `queue slotSize must be an integer in [1, 2^31 - 16], got ${slotSize}`,
+    );
+  }
+  return Math.ceil(slotSize / QUEUE_SLOT_ALIGN) * QUEUE_SLOT_ALIGN;
+}
+
+/** Where everything lives in a region of the given capacity and slot size. */
+export function queueLayout(
+  capacity: number,
+  slotSize: number = DEFAULT_SLOT_SIZE,
+): QueueRegionLayout {
+  checkQueueCapacity(capacity);
+  const slot = normalizeSlotSize(slotSize);
+  const seqOffset = QUEUE_HEADER_BYTES;
+  const lenOffset = seqOffset + 4 * capacity;
+  const dataOffset = Math.ceil((lenOffset + 4 * capacity) / QUEUE_ALIGN) * QUEUE_ALIGN;
+  return {
+    capacity,
+    slotSize: slot,
+    seqOffset,
+    lenOffset,
+    dataOffset,
+    // Rounded up so that regions placed back to back stay 128-aligned.
+    byteLength: Math.ceil((dataOffset + capacity * slot) / QUEUE_ALIGN) * QUEUE_ALIGN,
+  };
+}
+
+/**
+ * Bytes a queue region of `capacity` slots of `slotSize` bytes occupies.
+ *
+ * @example
+ * ```ts
+ * import { queueByteLength } from "@ringkernel/core";
+ * console.log(queueByteLength(1024, 64)); // 512 + 8 KiB of seq/len + 64 KiB of data
+ * ```
+ */
+export function queueByteLength(capacity: number, slotSize: number = DEFAULT_SLOT_SIZE): number {
+  return queueLayout(capacity, slotSize).byteLength;
+}
+
+function checkRegionStart(buffer: ArrayBufferLike, byteOffset: number): void {
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % QUEUE_ALIGN !== 0) {
+    throw new ValidationError(
+      ErrorCode.InvalidLayout,
+      `queue byteOffset must be a non-negative multiple of ${QUEUE_ALIGN}, got ${byteOffset}`,
+    );
+  }
+  if (byteOffset + QUEUE_HEADER_BYTES > buffer.byteLength) {
+    throw new CapacityError(
+      ErrorCode.InvalidLayout,
+      `a queue header needs ${QUEUE_HEADER_BYTES} bytes at offset ${byteOffset}, ` +
+        `but the buffer has ${buffer.byteLength}`,
+    );
+  }
+}
+
+function checkFits(buffer: ArrayBufferLike, byteOffset: number, layout: QueueRegionLayout): void {
+  if (byteOffset + layout.byteLength > buffer.byteLength) {
+    throw new CapacityError(
+      ErrorCode.InvalidLayout,
+      `a queue of ${layout.capacity} x ${layout.slotSize}-byte slots needs ${layout.byteLength} ` +
+        `bytes at offset ${byteOffset}, but the buffer has ${buffer.byteLength}`,
+    );
+  }
+}
+
+/**
+ * Formats a queue region in place and returns its layout. Must finish before any other agent
+ * opens the region; the magic word is written last so that a concurrent opener never accepts a
+ * half-formatted header.
+ */
+export function initQueueRegion(
+  buffer: ArrayBufferLike,
+  byteOffset: number,
+  kind: QueueKind,
+  options: QueueOptions,
+): QueueRegionLayout {
+  checkRegionStart(buffer, byteOffset);
+  const layout = queueLayout(options.capacity, options.slotSize);
+  checkFits(buffer, byteOffset, layout);
+  const start = options.initialCounter ?? 0;
+  if (!Number.isInteger(start) || start < 0 || start > 0xffff_ffff) {
+    throw new ValidationError(
+      ErrorCode.InvalidArgument,
+      `queue initialCounter must be a u32, got ${start}`,
+    );
+  }
+  const { capacity } = layout;
+  const header = new Int32Array(buffer, byteOffset, QUEUE_HEADER_BYTES >> 2);
+  Atomics.store(header, QueueWord.magic, 0);
+  header.fill(0, 1);
+  header[QueueWord.version] = QUEUE_VERSION;
+  header[QueueWord.kind] = kind;
+  header[QueueWord.capacity] = capacity;
+  header[QueueWord.slotSize] = layout.slotSize;
+  header[QueueWord.mask] = capacity - 1;
+  header[QueueWord.tail] = start | 0;
+  header[QueueWord.head] = start | 0;
+  // Slot of ticket t starts "free for t" (seq = t), never "published" (seq = t + 1).
+  const seq = new Int32Array(buffer, byteOffset + layout.seqOffset, capacity);
+  for (let j = 0; j < capacity; j++) seq[(start + j) & (capacity - 1)] = (start + j) | 0;
+  new Uint32Array(buffer, byteOffset + layout.lenOffset, capacity).fill(0);
+  Atomics.store(header, QueueWord.magic, QUEUE_MAGIC | 0);
+  return layout;
+}
+
+/**
+ * Checks that a formatted queue region of the expected kind starts at `byteOffset` and fits the
+ * buffer; returns its layout. Throws {@linkcode ValidationError} (code `InvalidLayout`) on a bad
+ * magic, version or kind, and {@linkcode CapacityError} on a bad capacity or a short buffer.
+ */
+export function openQueueRegion(
+  buffer: ArrayBufferLike,
+  byteOffset: number,
+  kind: QueueKind,
+): QueueRegionLayout {
+  checkRegionStart(buffer, byteOffset);
+  const header = new Uint32Array(buffer, byteOffset, QUEUE_HEADER_BYTES >> 2);
+  const magic = Atomics.load(header, QueueWord.magic);
+  if (magic !== QUEUE_MAGIC) {
+    throw new ValidationError(
+      ErrorCode.InvalidLayout,
+      `no queue at offset ${byteOffset}: magic is 0x${magic.toString(16)}, ` +
+        `expected 0x${QUEUE_MAGIC.toString(16)}`,
+    );
+  }
+  if (header[QueueWord.version] !== QUEUE_VERSION) {
+    throw new ValidationError(
+      ErrorCode.InvalidLayout,
+      `queue layout version ${
+        header[QueueWord.version]
+      } is not supported (expected ${QUEUE_VERSION})`,
+    );
+  }
+  if (header[QueueWord.kind] !== kind) {
+    const names = ["SPSC", "MPSC"];
+    throw new ValidationError(
+      ErrorCode.InvalidLayout,
+      `the queue at offset ${byteOffset} is ${
+        names[header[QueueWord.kind]] ?? header[QueueWord.kind]
+      }, ` +
+        `not ${names[kind]}`,
+    );
+  }
+  const capacity = header[QueueWord.capacity];
+  const slotSize = header[QueueWord.slotSize];
+  checkQueueCapacity(capacity);
+  if (
+    slotSize === 0 || slotSize % QUEUE_SLOT_ALIGN !== 0 || header[QueueWord.mask] !== capacity - 1
+  ) {
+    throw new ValidationError(
+      ErrorCode.InvalidLayout,
+      `corrupt queue header at offset ${byteOffset}: slotSize ${slotSize}, mask ${
+        header[QueueWord.mask]
+      }`,
+    );
+  }
+  const layout = queueLayout(capacity, slotSize);
+  checkFits(buffer, byteOffset, layout);
+  return layout;
+}
