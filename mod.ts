@@ -35,6 +35,8 @@ export {
   QUEUE_SLOT_ALIGN,
   QUEUE_VERSION,
   queueByteLength,
+  queueHeaderC,
+  queueHeaderWgsl,
   QueueKind,
   queueLayout,
   QueueOffset,
