@@ -67,3 +67,4 @@ export type {
   SimdCoreShare,
   WasmFeatures,
 } from "./src/backends/cpu/simd_core.ts";
+export * from "./src/runtime/telemetry.ts";
