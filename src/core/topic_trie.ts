@@ -49,12 +49,15 @@ const EMPTY = -1;
  *   A topic is cut into levels in one pass that hashes each level and looks its id up, so the
  *   topic is never split into substrings and each of its levels is compared with a stored
  *   string once, however many trie nodes the walk then visits.
- * - Nodes are integers (0 is the root). `nodeHot[2n]` is the `+` child (0 = none) and
- *   `nodeHot[2n+1]` the flags (1 = filters end here, 2 = filters end here with `/#`); the walk
- *   reads only these and the edge table. Parent, key and child count, needed only to prune on
- *   removal, live in separate arrays.
- * - Literal edges live in one open-addressing table keyed by (parent, level id), four int32 per
- *   slot [parent, level, child, unused], so a probe usually costs one cache line.
+ * - Nodes are integers (0 is the root). `nodeHot[4n..4n+3]` holds the `+` child (0 = none),
+ *   the flags (1 = filters end here, 2 = filters end here with `/#`, 4 = more than one literal
+ *   child), and one literal child inline (level id, node). Most nodes of a real filter set have
+ *   a single literal child, so the walk usually finds it in the record it has just read; the
+ *   walk reads only these records and, for nodes flagged 4, the edge table. Parent, key and
+ *   child counts, needed only to prune on removal, live in separate arrays.
+ * - Literal edges (all of them, the inline ones too) live in one open-addressing table keyed by
+ *   (parent, level id), four int32 per slot [parent, level, child, unused], so a probe usually
+ *   costs one cache line.
  */
 
 /** Interned literal levels: string ↔ id, with reference counts so removal can free ids. */
@@ -225,14 +228,20 @@ function edgeHash(parent: number, level: number): number {
 const NO_PLUS_KEY = -2; // `key` of a node reached through `+`
 const FLAG_EXACT = 1;
 const FLAG_HASH = 2;
+// Set when the node may have a literal child other than its inline one: look in the edge table.
+const FLAG_MANY = 4;
+const FLAGS_VALUES = FLAG_EXACT | FLAG_HASH;
+// `nodeHot` record: [`+` child, flags, inline child's level id, inline child].
+const HOT = 4;
 
 /** The trie's storage; TopicTrie wraps it so that the hot functions below stay monomorphic. */
 class Core<V> {
   levels = new Interner();
-  nodeHot = new Int32Array(2 * 64);
+  nodeHot = new Int32Array(HOT * 64);
   nodeParent = new Int32Array(64);
   nodeKey = new Int32Array(64);
   nodeKids = new Int32Array(64);
+  nodeLiterals = new Int32Array(64);
   nodeCount = 1; // the root
   freeNodes: number[] = [];
   exact: (V[] | null)[] = [null];
@@ -242,6 +251,10 @@ class Core<V> {
   edgeCount = 0;
   size = 0;
 
+  constructor() {
+    this.nodeHot[2] = EMPTY; // the root has no inline child yet
+  }
+
   newNode(parent: number, key: number): number {
     let n: number;
     if (this.freeNodes.length > 0) {
@@ -249,25 +262,40 @@ class Core<V> {
     } else {
       n = this.nodeCount++;
       if (n >= this.nodeParent.length) {
-        this.nodeHot = grown(this.nodeHot, 2 * (n + 1));
+        this.nodeHot = grown(this.nodeHot, HOT * (n + 1));
         this.nodeParent = grown(this.nodeParent, n + 1);
         this.nodeKey = grown(this.nodeKey, n + 1);
         this.nodeKids = grown(this.nodeKids, n + 1);
+        this.nodeLiterals = grown(this.nodeLiterals, n + 1);
       }
       this.exact.push(null);
       this.hash.push(null);
     }
-    this.nodeHot[2 * n] = 0;
-    this.nodeHot[2 * n + 1] = 0;
+    const hot = this.nodeHot;
+    hot[HOT * n] = 0;
+    hot[HOT * n + 1] = 0;
+    hot[HOT * n + 2] = EMPTY;
+    hot[HOT * n + 3] = 0;
     this.nodeParent[n] = parent;
     this.nodeKey[n] = key;
     this.nodeKids[n] = 0;
+    this.nodeLiterals[n] = 0;
     this.nodeKids[parent]++;
     return n;
   }
 
   /** The literal child of `parent` for level id `level`, or -1. */
   child(parent: number, level: number): number {
+    // Most nodes have one literal child: it sits next to the `+` child and flags the walk has
+    // just read, so neither the hash nor a probe of the (much larger) edge table is needed.
+    const hot = this.nodeHot;
+    if (hot[HOT * parent + 2] === level) return hot[HOT * parent + 3];
+    if ((hot[HOT * parent + 1] & FLAG_MANY) === 0) return -1;
+    return this.edgeChild(parent, level);
+  }
+
+  /** The literal child of `parent` for level id `level` per the edge table, or -1. */
+  edgeChild(parent: number, level: number): number {
     const e = this.edges;
     const mask = this.edgeMask;
     let slot = edgeHash(parent, level) & mask;
@@ -282,10 +310,17 @@ class Core<V> {
   /** The literal child of `parent` for `level`, created when absent. */
   childOrCreate(parent: number, levelText: string): number {
     const level = this.levels.intern(levelText);
-    const found = this.child(parent, level);
+    const found = this.edgeChild(parent, level);
     if (found >= 0) return found;
     const n = this.newNode(parent, level);
     this.levels.refs[level]++;
+    // Every literal edge is in the table; the inline copy is a shortcut for the first child.
+    const hot = this.nodeHot;
+    if (this.nodeLiterals[parent]++ > 0) hot[HOT * parent + 1] |= FLAG_MANY;
+    if (hot[HOT * parent + 2] === EMPTY) {
+      hot[HOT * parent + 2] = level;
+      hot[HOT * parent + 3] = n;
+    }
     if ((this.edgeCount + 1) * 2 > this.edgeMask + 1) this.#rehashEdges((this.edgeMask + 1) * 2);
     this.#placeEdge(parent, level, n);
     this.edgeCount++;
@@ -293,10 +328,10 @@ class Core<V> {
   }
 
   plusOrCreate(parent: number): number {
-    let p = this.nodeHot[2 * parent];
+    let p = this.nodeHot[HOT * parent];
     if (p === 0) {
       p = this.newNode(parent, NO_PLUS_KEY);
-      this.nodeHot[2 * parent] = p;
+      this.nodeHot[HOT * parent] = p;
     }
     return p;
   }
@@ -344,14 +379,19 @@ class Core<V> {
 
   /** Unlinks `n` and its ancestors while they hold no values and no children. */
   prune(n: number): void {
-    while (n !== 0 && this.nodeHot[2 * n + 1] === 0 && this.nodeKids[n] === 0) {
+    const hot = this.nodeHot;
+    while (n !== 0 && (hot[HOT * n + 1] & FLAGS_VALUES) === 0 && this.nodeKids[n] === 0) {
       const parent = this.nodeParent[n];
       const key = this.nodeKey[n];
       if (key === NO_PLUS_KEY) {
-        this.nodeHot[2 * parent] = 0;
+        hot[HOT * parent] = 0;
       } else {
         this.#deleteEdge(parent, key);
         this.levels.release(key);
+        // The inline slot is emptied, not refilled from the table: FLAG_MANY stays set while
+        // other literal children remain, so they are still found there.
+        if (hot[HOT * parent + 3] === n) hot[HOT * parent + 2] = EMPTY;
+        if (--this.nodeLiterals[parent] === 0) hot[HOT * parent + 1] &= ~FLAG_MANY;
       }
       this.nodeKids[parent]--;
       this.exact[n] = null;
@@ -367,7 +407,7 @@ class Core<V> {
     for (const level of levels) {
       if (level === WILDCARD_SOME && stopAtHash) return n;
       if (level === WILDCARD_ONE) {
-        n = this.nodeHot[2 * n];
+        n = this.nodeHot[HOT * n];
         if (n === 0) return -1;
       } else {
         const h = Interner.hash(level);
@@ -428,8 +468,10 @@ function pushAll<V>(out: V[], values: V[]): void {
   for (let i = 0; i < values.length; i++) out.push(values[i]);
 }
 
-// The walk: a loop follows the literal child and recursion happens only where a `+` child
-// forks it, so a topic that meets no `+` never recurses.
+// The walk, depth-first without recursion: it follows the literal child in a loop and parks
+// each `+` child it passes on `stack` as (node, level index), resuming the latest one when a
+// branch ends. At most one entry per level is parked at a time, so `stack` needs 2 × levels.
+// Function calls cost more than the loads here, so the child lookup is inlined too.
 function collect<V>(
   core: Core<V>,
   ids: Int32Array,
@@ -437,22 +479,37 @@ function collect<V>(
   n: number,
   i: number,
   out: V[],
+  stack: Int32Array,
 ): void {
   const hot = core.nodeHot;
+  let sp = 0;
   for (;;) {
-    const flags = hot[2 * n + 1];
+    const at = HOT * n;
+    const flags = hot[at + 1];
     if ((flags & FLAG_HASH) !== 0) pushAll(out, core.hash[n]!);
+    let next = -1;
     if (i === levels) {
       if ((flags & FLAG_EXACT) !== 0) pushAll(out, core.exact[n]!);
-      return;
+    } else {
+      const plus = hot[at];
+      if (plus !== 0) {
+        stack[sp++] = plus;
+        stack[sp++] = i + 1;
+      }
+      const id = ids[i];
+      if (id >= 0) {
+        if (hot[at + 2] === id) next = hot[at + 3];
+        else if ((flags & FLAG_MANY) !== 0) next = core.edgeChild(n, id);
+      }
     }
-    const plus = hot[2 * n];
-    if (plus !== 0) collect(core, ids, levels, plus, i + 1, out);
-    const id = ids[i];
-    if (id < 0) return;
-    n = core.child(n, id);
-    if (n < 0) return;
-    i++;
+    if (next >= 0) {
+      n = next;
+      i++;
+    } else {
+      if (sp === 0) return;
+      i = stack[--sp];
+      n = stack[--sp];
+    }
   }
 }
 
@@ -522,6 +579,8 @@ export class TopicTrie<V> {
   // Level ids of the name being matched, reused. No user code runs during a walk, so one
   // buffer per trie suffices.
   #ids = new Int32Array(64);
+  // The walk's stack of parked `+` branches, reused likewise.
+  #stack = new Int32Array(128);
   // Results of forEachMatch, reused; taken while its callbacks run (they may match again).
   #found: V[] | null = [];
 
@@ -539,14 +598,14 @@ export class TopicTrie<V> {
       if (level === WILDCARD_SOME) {
         // Validation guarantees `#` is last.
         (core.hash[n] ??= []).push(value);
-        core.nodeHot[2 * n + 1] |= FLAG_HASH;
+        core.nodeHot[HOT * n + 1] |= FLAG_HASH;
         core.size++;
         return this;
       }
       n = level === WILDCARD_ONE ? core.plusOrCreate(n) : core.childOrCreate(n, level);
     }
     (core.exact[n] ??= []).push(value);
-    core.nodeHot[2 * n + 1] |= FLAG_EXACT;
+    core.nodeHot[HOT * n + 1] |= FLAG_EXACT;
     core.size++;
     return this;
   }
@@ -576,7 +635,7 @@ export class TopicTrie<V> {
     }
     if (list.length === 0) {
       lists[n] = null;
-      core.nodeHot[2 * n + 1] &= hash ? ~FLAG_HASH : ~FLAG_EXACT;
+      core.nodeHot[HOT * n + 1] &= hash ? ~FLAG_HASH : ~FLAG_EXACT;
       core.prune(n);
     }
     core.size -= removed;
@@ -616,16 +675,20 @@ export class TopicTrie<V> {
     const name = nameOf(topic);
     const core = this.#core;
     const need = maxLevels(name);
-    if (this.#ids.length < need) this.#ids = new Int32Array(need);
+    if (this.#ids.length < need) {
+      this.#ids = new Int32Array(need);
+      this.#stack = new Int32Array(2 * need);
+    }
     const ids = this.#ids;
+    const stack = this.#stack;
     const levels = cut(core, name, ids);
     const before = out.length;
     if (name.charCodeAt(0) === DOLLAR) {
       // `$` topics: a filter's first level must be literal, so skip the root's `+` and `#`.
       const first = ids[0] < 0 ? -1 : core.child(0, ids[0]);
-      if (first >= 0) collect(core, ids, levels, first, 1, out);
+      if (first >= 0) collect(core, ids, levels, first, 1, out, stack);
     } else {
-      collect(core, ids, levels, 0, 0, out);
+      collect(core, ids, levels, 0, 0, out, stack);
     }
     return out.length - before;
   }
@@ -665,7 +728,7 @@ export class TopicTrie<V> {
       for (const v of core.exact[n] ?? []) yield [joined, v];
       const f = prefix.length === 0 ? WILDCARD_SOME : `${joined}${TOPIC_SEPARATOR}${WILDCARD_SOME}`;
       for (const v of core.hash[n] ?? []) yield [f, v];
-      const plus = core.nodeHot[2 * n];
+      const plus = core.nodeHot[HOT * n];
       if (plus !== 0) stack.push([plus, [...prefix, WILDCARD_ONE]]);
       for (const [level, child] of kids.get(n) ?? []) stack.push([child, [...prefix, level]]);
     }
