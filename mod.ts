@@ -68,3 +68,40 @@ export type {
   WasmFeatures,
 } from "./src/backends/cpu/simd_core.ts";
 export * from "./src/runtime/telemetry.ts";
+export { Backend } from "./src/runtime/backend.ts";
+export type {
+  ConcreteBackend,
+  KernelFailureEvent,
+  KernelRuntime,
+  ShutdownOptions,
+} from "./src/runtime/backend.ts";
+export { RingKernel, RuntimeBuilder } from "./src/runtime/runtime.ts";
+export { LaunchOptions, priority, schedulingFor } from "./src/runtime/launch_options.ts";
+export type { LaunchPriority, Scheduling, Supervision } from "./src/runtime/launch_options.ts";
+export {
+  defineKernel,
+  isKernelDefinition,
+  KERNEL_BRAND,
+  passthroughKernel,
+} from "./src/runtime/kernel.ts";
+export type {
+  BuiltinKernel,
+  KernelContext,
+  KernelDefinition,
+  KernelHandler,
+  KernelSpec,
+  KernelStateView,
+} from "./src/runtime/kernel.ts";
+export { KernelHandle } from "./src/runtime/kernel_handle.ts";
+export type {
+  KernelOutput,
+  RequestOptions,
+  SendOptions,
+  TerminateOptions,
+  TerminateReport,
+} from "./src/runtime/kernel_handle.ts";
+export { DeliveryStatus, K2kBroker } from "./src/runtime/k2k.ts";
+export type { K2kCounters, K2kReceipt, K2kSendOptions } from "./src/runtime/k2k.ts";
+export { EMPTY_REPLY_TYPE_ID, ERROR_REPLY_TYPE_ID } from "./src/runtime/kernel_memory.ts";
+export { CpuRuntime } from "./src/backends/cpu/cpu_runtime.ts";
+export type { CpuRuntimeOptions } from "./src/backends/cpu/cpu_runtime.ts";

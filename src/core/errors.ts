@@ -77,6 +77,18 @@ export const ErrorCode = {
   Overlap: "E_OVERLAP",
   /** An allocator (for example the SIMD core's arena) has no room left for a request. */
   OutOfMemory: "E_OUT_OF_MEMORY",
+  /** A backend (CUDA, WebGPU) that is not available in this process or not implemented yet. */
+  BackendUnavailable: "E_BACKEND_UNAVAILABLE",
+  /** No kernel with the given id is running in the runtime. */
+  KernelNotFound: "E_KERNEL_NOT_FOUND",
+  /** A kernel with the given id is already running in the runtime. */
+  DuplicateKernel: "E_DUPLICATE_KERNEL",
+  /** A message whose type is not the one the kernel takes. */
+  WrongMessageType: "E_WRONG_MESSAGE_TYPE",
+  /** A kernel handler threw while handling a message. */
+  HandlerFailed: "E_HANDLER_FAILED",
+  /** A kernel failed: its worker died, its definition did not load, or supervision stopped it. */
+  KernelFailed: "E_KERNEL_FAILED",
 } as const;
 
 /** The union of all stable error code strings. */
@@ -154,3 +166,75 @@ export class MemoryViewError extends RingKernelError {}
 
 /** An allocator has no room left for a request. */
 export class OutOfMemoryError extends RingKernelError {}
+
+/** A backend that is not available here, or not implemented yet; nothing was started. */
+export class BackendUnavailableError extends RingKernelError {
+  /** The backend that was asked for. */
+  readonly backend: string;
+
+  /** Creates the error for `backend` with the reason it is unavailable. */
+  constructor(backend: string, reason: string) {
+    super(ErrorCode.BackendUnavailable, `backend ${backend} is unavailable: ${reason}`);
+    this.backend = backend;
+  }
+}
+
+/** No kernel with the given id is running. */
+export class KernelNotFoundError extends RingKernelError {
+  /** The id that was looked up. */
+  readonly kernelId: string;
+
+  /** Creates the error for `kernelId`. */
+  constructor(kernelId: string) {
+    super(ErrorCode.KernelNotFound, `no kernel ${JSON.stringify(kernelId)} is running`);
+    this.kernelId = kernelId;
+  }
+}
+
+/** A kernel with the given id is already running; ids are unique within a runtime. */
+export class DuplicateKernelError extends RingKernelError {
+  /** The id that is taken. */
+  readonly kernelId: string;
+
+  /** Creates the error for `kernelId`. */
+  constructor(kernelId: string) {
+    super(ErrorCode.DuplicateKernel, `a kernel ${JSON.stringify(kernelId)} is already running`);
+    this.kernelId = kernelId;
+  }
+}
+
+/**
+ * A kernel handler threw while handling a request. The kernel itself may keep running (see the
+ * supervision launch option); `remoteName` and `remoteMessage` are what the handler threw.
+ */
+export class HandlerError extends RingKernelError {
+  /** The kernel whose handler threw. */
+  readonly kernelId: string;
+  /** `name` of the thrown value (`"Error"`, `"RangeError"`, ...). */
+  readonly remoteName: string;
+  /** `message` of the thrown value. */
+  readonly remoteMessage: string;
+
+  /** Creates the error from what the handler threw. */
+  constructor(kernelId: string, remoteName: string, remoteMessage: string) {
+    super(
+      ErrorCode.HandlerFailed,
+      `kernel ${JSON.stringify(kernelId)} handler threw ${remoteName}: ${remoteMessage}`,
+    );
+    this.kernelId = kernelId;
+    this.remoteName = remoteName;
+    this.remoteMessage = remoteMessage;
+  }
+}
+
+/** A kernel failed: its worker died, its definition did not load, or supervision stopped it. */
+export class KernelFailedError extends RingKernelError {
+  /** The kernel that failed. */
+  readonly kernelId: string;
+
+  /** Creates the error for `kernelId`; `cause` is the underlying error, when there is one. */
+  constructor(kernelId: string, message: string, options?: ErrorOptions) {
+    super(ErrorCode.KernelFailed, `kernel ${JSON.stringify(kernelId)} failed: ${message}`, options);
+    this.kernelId = kernelId;
+  }
+}

@@ -1,0 +1,427 @@
+/**
+ * The CPU backend: each kernel is a persistent loop in its own Worker (`kernel_worker.ts`), over
+ * one SharedArrayBuffer holding its control block, state, input lanes and output queue (layout in
+ * `src/runtime/kernel_memory.ts`).
+ *
+ * The runtime keeps the routing table (kernel id → region) and posts it to every worker whenever
+ * it changes, then bumps a shared epoch word; a worker that sees the epoch move lets its event
+ * loop run until the new table has arrived. So kernels send K2K messages worker-to-worker, and a
+ * kernel launched before `launch` returned is reachable by every message handled afterwards.
+ * @module
+ */
+
+import {
+  DuplicateKernelError,
+  ErrorCode,
+  InvalidStateError,
+  KernelFailedError,
+  ValidationError,
+} from "../../core/errors.ts";
+import { ENVELOPE_HEADER_BYTES } from "../../core/envelope.ts";
+import { HlcClock } from "../../core/hlc.ts";
+import type { FieldsSpec } from "../../core/schema.ts";
+import type {
+  ConcreteBackend,
+  KernelFailureEvent,
+  KernelRuntime,
+  ShutdownOptions,
+} from "../../runtime/backend.ts";
+import { K2kBroker, type K2kCounters, Route, type RouteInit } from "../../runtime/k2k.ts";
+import {
+  isKernelDefinition,
+  type KernelDefinition,
+  passthroughKernel,
+} from "../../runtime/kernel.ts";
+import {
+  type KernelExit,
+  KernelHandle,
+  type TerminateReport,
+} from "../../runtime/kernel_handle.ts";
+import { kernelLayout, KernelMemory, KernelWord } from "../../runtime/kernel_memory.ts";
+import { LaunchOptions, schedulingFor } from "../../runtime/launch_options.ts";
+import { type KernelMetrics, type RuntimeMetrics, runtimeTotals } from "../../runtime/telemetry.ts";
+import {
+  RUNTIME_WORDS_BYTES,
+  RuntimeWord,
+  type WorkerInit,
+  type WorkerReport,
+  type WorkerRoutes,
+} from "./protocol.ts";
+
+const WORKER_URL = new URL("./kernel_worker.ts", import.meta.url);
+// Large enough for a useful error text in an error reply (192 bytes after the header).
+const MIN_SLOT = 256;
+
+interface Entry {
+  handle: KernelHandle;
+  worker: Worker;
+  route: Route;
+  k2k: boolean;
+  kill(reason: string): void;
+}
+
+/** Options of {@linkcode CpuRuntime.create}. */
+export interface CpuRuntimeOptions {
+  /** Notes to report in `backendNotes` (what `Auto` skipped). */
+  backendNotes?: readonly string[];
+}
+
+/**
+ * A runtime whose kernels run in Workers on the CPU. `RingKernel.builder().backend(Backend.Cpu)`
+ * builds one; `CpuRuntime.create()` is the direct way in.
+ *
+ * @example
+ * ```ts
+ * import { CpuRuntime, LaunchOptions } from "@ringkernel/core";
+ * const rt = await CpuRuntime.create();
+ * const k = await rt.launch("processor", LaunchOptions.default());
+ * console.log(rt.listKernels()); // ["processor"]
+ * await rt.shutdown();
+ * ```
+ */
+export class CpuRuntime implements KernelRuntime {
+  /** Always `"cpu"`. */
+  readonly backend: ConcreteBackend = "cpu";
+  /** Why `Auto` chose the CPU, if it did. */
+  readonly backendNotes: readonly string[];
+  readonly #kernels = new Map<string, Entry>();
+  readonly #launching = new Set<string>();
+  readonly #runtimeWords = new SharedArrayBuffer(RUNTIME_WORDS_BYTES);
+  readonly #epochWord = new Int32Array(this.#runtimeWords);
+  readonly #clock = new HlcClock(0);
+  readonly #broker: K2kBroker;
+  readonly #failureListeners = new Set<(event: KernelFailureEvent) => void>();
+  readonly #retired = { processed: 0, dropped: 0, errors: 0 };
+  readonly #retiredK2k: K2kCounters = { sent: 0, delivered: 0, queueFull: 0, notFound: 0 };
+  #epoch = 0;
+  #nextNumericId = 1;
+  #shutdown = false;
+
+  private constructor(options: CpuRuntimeOptions) {
+    this.backendNotes = Object.freeze([...(options.backendNotes ?? [])]);
+    this.#broker = new K2kBroker({
+      get: (id) => {
+        const e = this.#kernels.get(id);
+        return e !== undefined && e.k2k ? e.route : undefined;
+      },
+      ids: () => [...this.#kernels.values()].filter((e) => e.k2k).map((e) => e.handle.id),
+    });
+  }
+
+  /** Creates a CPU runtime. Nothing is started until the first launch. */
+  static create(options: CpuRuntimeOptions = {}): Promise<CpuRuntime> {
+    if (typeof SharedArrayBuffer === "undefined" || typeof Worker === "undefined") {
+      return Promise.reject(
+        new InvalidStateError(
+          ErrorCode.InvalidState,
+          "the CPU backend needs Worker and SharedArrayBuffer",
+        ),
+      );
+    }
+    return Promise.resolve(new CpuRuntime(options));
+  }
+
+  /** True once `shutdown` was called. */
+  get isShutdown(): boolean {
+    return this.#shutdown;
+  }
+
+  #checkOpen(): void {
+    if (this.#shutdown) {
+      throw new InvalidStateError(ErrorCode.InvalidState, "the runtime has been shut down");
+    }
+  }
+
+  /** See {@linkcode KernelRuntime.launch}. */
+  launch<I extends FieldsSpec, O extends FieldsSpec, S extends FieldsSpec>(
+    kernel: KernelDefinition<I, O, S>,
+    options?: LaunchOptions,
+  ): Promise<KernelHandle<I, O, S>>;
+  /** See {@linkcode KernelRuntime.launch}. */
+  launch(id: string, options?: LaunchOptions): Promise<KernelHandle>;
+  async launch(
+    kernel: KernelDefinition | string,
+    options: LaunchOptions = LaunchOptions.default(),
+  ): Promise<KernelHandle> {
+    this.#checkOpen();
+    const def = typeof kernel === "string" ? passthroughKernel(kernel) : kernel;
+    if (!isKernelDefinition(def)) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        "launch takes a kernel id or a definition made by defineKernel",
+      );
+    }
+    if (!(options instanceof LaunchOptions)) {
+      throw new ValidationError(ErrorCode.InvalidArgument, "launch options must be LaunchOptions");
+    }
+    if (this.#kernels.has(def.id) || this.#launching.has(def.id)) {
+      throw new DuplicateKernelError(def.id);
+    }
+    const largest = Math.max(def.input?.size ?? 0, def.output?.size ?? 0);
+    const slotSize = options.slotSize ?? Math.max(MIN_SLOT, ENVELOPE_HEADER_BYTES + largest);
+    if (def.input !== undefined && ENVELOPE_HEADER_BYTES + def.input.size > slotSize) {
+      throw new ValidationError(
+        ErrorCode.MessageTooLarge,
+        `kernel ${def.id}: a ${def.input.name} envelope takes ${
+          ENVELOPE_HEADER_BYTES + def.input.size
+        } bytes, more than the ${slotSize}-byte slots`,
+      );
+    }
+    this.#launching.add(def.id);
+    try {
+      return await this.#start(def, options, slotSize);
+    } finally {
+      this.#launching.delete(def.id);
+    }
+  }
+
+  async #start(
+    def: KernelDefinition,
+    options: LaunchOptions,
+    slotSize: number,
+  ): Promise<KernelHandle> {
+    const numericId = this.#nextNumericId++;
+    const layout = kernelLayout(
+      def.state?.size ?? 0,
+      options.inputCapacity,
+      options.outputCapacity,
+      slotSize,
+    );
+    const mem = KernelMemory.create(layout, numericId);
+    if (def.state !== undefined && def.initialState !== undefined) {
+      def.state.encodeInto(def.initialState, mem.buffer, layout.state);
+    }
+    const routeInit: RouteInit = {
+      id: def.id,
+      numericId,
+      inputTypeId: def.input?.typeId ?? 0,
+      buffer: mem.buffer,
+      layout,
+    };
+    const worker = new Worker(WORKER_URL, { type: "module", name: `ringkernel:${def.id}` });
+    let settleExit!: (exit: KernelExit) => void;
+    const exit = new Promise<KernelExit>((resolve) => {
+      let done = false;
+      settleExit = (e) => {
+        if (!done) {
+          done = true;
+          resolve(e);
+        }
+      };
+    });
+    let readyResolve!: () => void;
+    let readyReject!: (e: Error) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    let terminated = false;
+    const killWorker = () => {
+      if (!terminated) {
+        terminated = true;
+        worker.terminate();
+      }
+    };
+    worker.onmessage = (e: MessageEvent<WorkerReport>) => {
+      const m = e.data;
+      if (m.type === "ready") readyResolve();
+      else if (m.type === "load-error") {
+        readyReject(
+          new KernelFailedError(def.id, `definition did not load: ${m.name}: ${m.message}`),
+        );
+      } else if (m.reason === "terminated") settleExit({ kind: "terminated" });
+      else settleExit({ kind: "stopped", error: m.error ?? { name: "Error", message: "stopped" } });
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      // Handled here: without preventDefault the error would be rethrown on the main thread.
+      e.preventDefault();
+      const error = { name: "WorkerError", message: e.message || "uncaught error in worker" };
+      readyReject(new KernelFailedError(def.id, `worker failed to start: ${error.message}`));
+      settleExit({ kind: "died", error });
+    };
+    // Bun reports a worker that ended (crashed or closed itself) with a close event.
+    worker.addEventListener("close", () => {
+      if (!terminated) {
+        terminated = true;
+        readyReject(new KernelFailedError(def.id, "worker closed before it was ready"));
+        settleExit({ kind: "died", error: { name: "WorkerClosed", message: "the worker closed" } });
+      }
+    });
+    const init: WorkerInit = {
+      type: "init",
+      kernelId: def.id,
+      numericId,
+      moduleUrl: def.moduleUrl,
+      builtin: def.builtin,
+      buffer: mem.buffer,
+      layout,
+      inputTypeId: def.input?.typeId ?? 0,
+      stateSize: def.state?.size ?? 0,
+      scheduling: schedulingFor(options.priority),
+      supervision: options.supervision,
+      k2k: options.k2k,
+      runtimeWords: this.#runtimeWords,
+      routes: this.#routeInits(),
+      epoch: this.#epoch,
+    };
+    worker.postMessage(init);
+    try {
+      await ready;
+    } catch (e) {
+      killWorker();
+      throw e;
+    }
+    const route = new Route(routeInit);
+    const handle = new KernelHandle(def, options, {
+      mem,
+      route: routeInit,
+      exit,
+      dispose: () => {
+        killWorker();
+        this.#retire(def.id);
+      },
+      onFailure: (error, cause) => this.#emitFailure({ kernelId: def.id, error, cause }),
+    }, this.#clock);
+    this.#kernels.set(def.id, {
+      handle,
+      worker,
+      route,
+      k2k: options.k2k,
+      kill: (reason) => {
+        killWorker();
+        settleExit({ kind: "died", error: { name: "Killed", message: reason } });
+      },
+    });
+    this.#publishRoutes();
+    if (options.autoActivate) await handle.activate();
+    return handle;
+  }
+
+  #routeInits(): RouteInit[] {
+    const out: RouteInit[] = [];
+    for (const e of this.#kernels.values()) if (e.k2k) out.push(e.route.init);
+    return out;
+  }
+
+  /** Posts the routing table to every worker, then moves the epoch so they pick it up. */
+  #publishRoutes(): void {
+    const msg: WorkerRoutes = { type: "routes", epoch: ++this.#epoch, routes: this.#routeInits() };
+    for (const e of this.#kernels.values()) e.worker.postMessage(msg);
+    Atomics.store(this.#epochWord, RuntimeWord.routingEpoch, this.#epoch);
+  }
+
+  #retire(id: string): void {
+    const e = this.#kernels.get(id);
+    if (e === undefined) return;
+    this.#kernels.delete(id);
+    const m = e.handle.metrics();
+    this.#retired.processed += m.processed;
+    this.#retired.dropped += m.dropped;
+    this.#retired.errors += m.errors;
+    const k = this.#k2kOf(e);
+    this.#retiredK2k.sent += k.sent;
+    this.#retiredK2k.delivered += k.delivered;
+    this.#retiredK2k.queueFull += k.queueFull;
+    this.#retiredK2k.notFound += k.notFound;
+    this.#publishRoutes();
+  }
+
+  #k2kOf(e: Entry): K2kCounters {
+    const w = e.route.mem.words;
+    return {
+      sent: Atomics.load(w, KernelWord.k2kSent),
+      delivered: Atomics.load(w, KernelWord.k2kDelivered),
+      queueFull: Atomics.load(w, KernelWord.k2kQueueFull),
+      notFound: Atomics.load(w, KernelWord.k2kNotFound),
+    };
+  }
+
+  #emitFailure(event: KernelFailureEvent): void {
+    for (const l of this.#failureListeners) {
+      try {
+        l(event);
+      } catch {
+        // A listener's own failure must not take the runtime down.
+      }
+    }
+  }
+
+  /** The running kernel `id`, or undefined. */
+  getKernel(id: string): KernelHandle | undefined {
+    return this.#kernels.get(id)?.handle;
+  }
+
+  /** Ids of the running kernels, in launch order. */
+  listKernels(): string[] {
+    return [...this.#kernels.keys()];
+  }
+
+  /** One snapshot per running kernel. */
+  kernelMetrics(): KernelMetrics[] {
+    return [...this.#kernels.values()].map((e) => e.handle.metrics());
+  }
+
+  /** Runtime totals, including kernels that have terminated. */
+  metrics(): RuntimeMetrics {
+    const k2k = { ...this.#retiredK2k };
+    const add = (c: Readonly<K2kCounters>) => {
+      k2k.sent += c.sent;
+      k2k.delivered += c.delivered;
+      k2k.queueFull += c.queueFull;
+      k2k.notFound += c.notFound;
+    };
+    for (const e of this.#kernels.values()) add(this.#k2kOf(e));
+    add(this.#broker.counters());
+    return runtimeTotals(this.kernelMetrics(), k2k, this.#retired);
+  }
+
+  /** The K2K broker. */
+  k2kBroker(): K2kBroker {
+    this.#checkOpen();
+    return this.#broker;
+  }
+
+  /** Registers a failure listener; returns its unsubscribe function. */
+  onKernelFailure(listener: (event: KernelFailureEvent) => void): () => void {
+    this.#failureListeners.add(listener);
+    return () => this.#failureListeners.delete(listener);
+  }
+
+  /**
+   * Terminates every kernel (queued messages are returned unless `drain`), kills any worker that
+   * does not stop within `timeoutMs`, and frees everything. A second call throws
+   * `InvalidStateError`.
+   */
+  async shutdown(options: ShutdownOptions = {}): Promise<Record<string, TerminateReport>> {
+    this.#checkOpen();
+    this.#shutdown = true;
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const reports: Record<string, TerminateReport> = {};
+    await Promise.all([...this.#kernels.values()].map(async (e) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          e.kill(`did not stop within ${timeoutMs} ms of shutdown`);
+          resolve();
+        }, timeoutMs);
+      });
+      try {
+        const stop = e.handle.terminate({ drain: options.drain ?? false }).then(
+          (r) => {
+            reports[e.handle.id] = r;
+          },
+          () => e.handle.settled,
+        );
+        await Promise.race([stop, deadline]);
+        await e.handle.settled;
+      } catch {
+        // terminate() refused (the kernel was already ending): wait for it below.
+        await e.handle.settled;
+      } finally {
+        clearTimeout(timer);
+      }
+    }));
+    this.#failureListeners.clear();
+    return reports;
+  }
+}

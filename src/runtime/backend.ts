@@ -1,0 +1,92 @@
+/**
+ * Backends and the runtime interface every backend implements.
+ *
+ * A runtime is what `RingKernel.builder().build()` returns: it launches kernels, finds them,
+ * reports metrics, exposes the K2K broker and shuts everything down. Only the CPU backend exists
+ * so far; asking for CUDA or WebGPU explicitly throws `BackendUnavailableError`, and `Auto` falls
+ * back to the CPU (recording why in `runtime.backendNotes`).
+ * @module
+ */
+
+import type { FieldsSpec } from "../core/schema.ts";
+import type { KernelFailedError } from "../core/errors.ts";
+import type { K2kBroker } from "./k2k.ts";
+import type { KernelDefinition } from "./kernel.ts";
+import type { KernelHandle, TerminateReport } from "./kernel_handle.ts";
+import type { LaunchOptions } from "./launch_options.ts";
+import type { KernelMetrics, RuntimeMetrics } from "./telemetry.ts";
+
+/** Where kernels run. `Auto` picks CUDA, then WebGPU, then the CPU. */
+export const Backend = {
+  /** Each kernel is a persistent loop in a Worker over SharedArrayBuffers. */
+  Cpu: "cpu",
+  /** Persistent CUDA kernels (not implemented yet). */
+  Cuda: "cuda",
+  /** WebGPU with emulated persistence (not implemented yet). */
+  WebGpu: "webgpu",
+  /** The first available of CUDA, WebGPU, CPU. */
+  Auto: "auto",
+} as const;
+/** A {@linkcode Backend} value. */
+export type Backend = typeof Backend[keyof typeof Backend];
+/** A backend a runtime actually runs on (never `auto`). */
+export type ConcreteBackend = Exclude<Backend, "auto">;
+
+/** What a kernel failure listener receives. */
+export interface KernelFailureEvent {
+  /** The kernel. */
+  readonly kernelId: string;
+  /** The error (`E_KERNEL_FAILED`). */
+  readonly error: KernelFailedError;
+  /**
+   * Why: its worker died, or its handler threw under `stop` or `escalate` supervision. Listeners
+   * hear every failure; `escalate` marks the ones the kernel asked to be escalated.
+   */
+  readonly cause: "died" | "stop" | "escalate";
+}
+
+/** Options of `shutdown`. */
+export interface ShutdownOptions {
+  /** Let every kernel handle its queued messages first (default false: they are returned). */
+  drain?: boolean;
+  /** How long to wait for a kernel to stop before its worker is killed (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+/** A runtime: launches and owns kernels on one backend. */
+export interface KernelRuntime {
+  /** The backend in use. */
+  readonly backend: ConcreteBackend;
+  /** Why `Auto` skipped the backends it skipped (empty when a backend was named). */
+  readonly backendNotes: readonly string[];
+  /** True once `shutdown` was called. */
+  readonly isShutdown: boolean;
+  /**
+   * Launches `kernel` (a definition from `defineKernel`), or the built-in passthrough kernel
+   * under an id. Throws `DuplicateKernelError` when the id is running, `KernelFailedError` when
+   * the definition does not load in the worker, `InvalidStateError` after shutdown.
+   */
+  launch<I extends FieldsSpec, O extends FieldsSpec, S extends FieldsSpec>(
+    kernel: KernelDefinition<I, O, S>,
+    options?: LaunchOptions,
+  ): Promise<KernelHandle<I, O, S>>;
+  /** Launches the built-in passthrough kernel under `id`. */
+  launch(id: string, options?: LaunchOptions): Promise<KernelHandle>;
+  /** The running kernel `id`, or undefined. */
+  getKernel(id: string): KernelHandle | undefined;
+  /** Ids of the running kernels, in launch order. */
+  listKernels(): string[];
+  /** Runtime totals (kernels by state, message counts including retired kernels, K2K). */
+  metrics(): RuntimeMetrics;
+  /** One snapshot per running kernel. */
+  kernelMetrics(): KernelMetrics[];
+  /** The K2K broker (host-side sends into kernels' input queues). */
+  k2kBroker(): K2kBroker;
+  /** Registers a failure listener; returns its unsubscribe function. */
+  onKernelFailure(listener: (event: KernelFailureEvent) => void): () => void;
+  /**
+   * Terminates every kernel and frees every worker and buffer; afterwards the process can exit
+   * by itself. A second call throws `InvalidStateError`.
+   */
+  shutdown(options?: ShutdownOptions): Promise<Record<string, TerminateReport>>;
+}

@@ -1,0 +1,679 @@
+/**
+ * `KernelHandle`: the host's side of one launched kernel — lifecycle, sending, request/reply with
+ * correlation ids, receiving outputs, state inspection and metrics.
+ *
+ * It works on the kernel's memory (control block, input lanes, output queue, state) and needs
+ * from the backend only a promise that settles when the kernel exits and a `dispose` to free what
+ * the backend holds, so a CUDA kernel in mapped pinned memory can use the same handle.
+ *
+ * Outputs are read by a pump that runs only while someone waits (a pending `request` or
+ * `receive`): it spins briefly, then waits on the output queue's data signal without blocking
+ * the thread. With nobody waiting, outputs stay in the output queue (backpressure reaches the
+ * kernel, then senders); nothing keeps the event loop alive.
+ * @module
+ */
+
+import { KernelState } from "../core/control_block.ts";
+import {
+  decodeEnvelope,
+  EnvelopeFlag,
+  type EnvelopeHeader,
+  Priority,
+  writeMessage,
+} from "../core/envelope.ts";
+import {
+  ErrorCode,
+  HandlerError,
+  InvalidStateError,
+  KernelFailedError,
+  TimeoutError,
+  ValidationError,
+} from "../core/errors.ts";
+import type { HlcClock } from "../core/hlc.ts";
+import { QueueWord } from "../core/queue_layout.ts";
+import type { FieldsSpec, InferFields, Message, MessageSchema } from "../core/schema.ts";
+import { waitWordAsync } from "../core/wait.ts";
+import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
+import { laneFor, Route, type RouteInit } from "./k2k.ts";
+import type { KernelDefinition } from "./kernel.ts";
+import {
+  EMPTY_REPLY_TYPE_ID,
+  ERROR_REPLY_TYPE_ID,
+  type KernelMemory,
+  KernelWord,
+  ringAlways,
+  ringForData,
+} from "./kernel_memory.ts";
+import type { LaunchOptions } from "./launch_options.ts";
+import { type KernelMetrics, kernelStateName } from "./telemetry.ts";
+
+/** How a kernel's execution ended, as its backend reports it. */
+export type KernelExit =
+  | { readonly kind: "terminated" }
+  | { readonly kind: "stopped"; readonly error: { name: string; message: string } }
+  | { readonly kind: "died"; readonly error: { name: string; message: string } };
+
+/** What a backend gives the handle of a kernel it launched. */
+export interface KernelSite {
+  /** The kernel's memory. */
+  readonly mem: KernelMemory;
+  /** Its routing entry (also used to validate raw envelopes). */
+  readonly route: RouteInit;
+  /** Settles when the kernel's execution ends, however it ends. Never rejects. */
+  readonly exit: Promise<KernelExit>;
+  /** Frees what the backend holds for the kernel (worker, routing entry). Idempotent. */
+  dispose(): void;
+  /** Told when the kernel fails (worker died, or supervision stopped it). */
+  onFailure(error: KernelFailedError, supervision: "stop" | "escalate" | "died"): void;
+}
+
+/** Options of `send`. */
+export interface SendOptions {
+  /** Envelope priority: `Priority.High` and above go to the kernel's high-priority lane. */
+  priority?: number;
+  /** How long to wait for room in a full input queue (default 1000 ms); then `QueueFullError`. */
+  timeoutMs?: number;
+}
+
+/** Options of `request`. */
+export interface RequestOptions extends SendOptions {
+  /** How long to wait for the reply (default 5000 ms); then `TimeoutError`. */
+  timeoutMs?: number;
+}
+
+/** Options of `terminate`. */
+export interface TerminateOptions {
+  /**
+   * true (default): the kernel handles every message already in its input queue before it exits.
+   * false: it exits at once and the messages left are returned in the report.
+   */
+  drain?: boolean;
+}
+
+/** What `terminate` reports. */
+export interface TerminateReport {
+  /** Envelopes that were in the input queue and were not handled (empty after a full drain). */
+  readonly returned: Uint8Array[];
+  /** Messages the kernel processed over its life. */
+  readonly processed: number;
+}
+
+/** An output of a kernel (a message its handler returned for a non-request input). */
+export interface KernelOutput<O extends FieldsSpec> {
+  /** The envelope header. */
+  readonly header: EnvelopeHeader;
+  /** The decoded payload, when the kernel's output schema (or a registry) knows the type. */
+  readonly value: InferFields<O> | undefined;
+  /** The payload bytes (a copy). */
+  readonly payload: Uint8Array;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  schema: MessageSchema | undefined;
+  started: number;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface ReceiveWaiter {
+  resolve(output: KernelOutput<FieldsSpec>): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** How long the pump spins on an empty output queue before it waits (latency vs CPU). */
+const HOST_SPIN_MS = 0.05;
+/** Longest single wait of the pump; it re-checks its waiters after each. */
+const PUMP_SLICE_MS = 250;
+
+const decoder = new TextDecoder();
+
+/**
+ * A launched kernel. Get one from `runtime.launch(...)` or `runtime.getKernel(id)`.
+ *
+ * Lifecycle: `Launched` → `Active` ⇄ `Deactivated` → `Terminated` (or `Failed` from any running
+ * state). `activate` is legal from `Launched` and `Deactivated`, `deactivate` from `Active`,
+ * `terminate` from any running state; anything else throws `InvalidStateError`.
+ *
+ * @example
+ * ```ts
+ * import { LaunchOptions, RingKernel } from "@ringkernel/core";
+ * import { Add, accumulator } from "./kernels.ts"; // defineKernel(...) with module: import.meta.url
+ * const rt = await RingKernel.builder().build();
+ * const k = await rt.launch(accumulator, LaunchOptions.default());
+ * console.log(await k.request(Add.of({ value: 2 }), { timeoutMs: 1000 })); // { total: 2 }
+ * await k.deactivate();
+ * await k.send(Add.of({ value: 1 })); // kept until reactivated
+ * await k.activate();
+ * await rt.shutdown();
+ * ```
+ */
+export class KernelHandle<
+  I extends FieldsSpec = FieldsSpec,
+  O extends FieldsSpec = FieldsSpec,
+  S extends FieldsSpec = FieldsSpec,
+> {
+  /** Kernel id. */
+  readonly id: string;
+  /** Numeric id (envelope source/destination, HLC node id). */
+  readonly numericId: number;
+  /** The definition it runs. */
+  readonly definition: KernelDefinition<I, O, S>;
+  /** The options it was launched with. */
+  readonly options: LaunchOptions;
+  readonly #site: KernelSite;
+  readonly #mem: KernelMemory;
+  readonly #route: Route;
+  readonly #clock: HlcClock;
+  readonly #launchedAt = performance.now();
+  readonly #scratch: Uint8Array;
+  readonly #outHeader: Int32Array;
+  readonly #pending = new Map<bigint, Pending>();
+  readonly #receivers: ReceiveWaiter[] = [];
+  readonly #outputs: KernelOutput<O>[] = [];
+  readonly #rtt = new LatencyHistogram();
+  #nextId = 1n;
+  #pump: Promise<void> | undefined;
+  #pumping = false;
+  #terminal: KernelState | undefined;
+  #terminating = false;
+  #failure: KernelFailedError | undefined;
+  #lateReplies = 0;
+  #exitHandled: Promise<void>;
+  #returned: Uint8Array[] = [];
+
+  /** Made by a backend's `launch`. */
+  constructor(
+    definition: KernelDefinition<I, O, S>,
+    options: LaunchOptions,
+    site: KernelSite,
+    clock: HlcClock,
+  ) {
+    this.id = definition.id;
+    this.definition = definition;
+    this.options = options;
+    this.numericId = site.route.numericId;
+    this.#site = site;
+    this.#mem = site.mem;
+    this.#route = new Route(site.route);
+    this.#clock = clock;
+    this.#scratch = new Uint8Array(site.mem.layout.slotSize);
+    const out = site.mem.output;
+    this.#outHeader = new Int32Array(out.buffer, out.byteOffset, 128);
+    this.#exitHandled = site.exit.then((exit) => this.#onExit(exit));
+  }
+
+  // ------------------------------------------------------------------------------ lifecycle
+
+  /** The lifecycle state (see {@linkcode KernelState}). */
+  state(): KernelState {
+    return this.#terminal ?? this.#mem.cb.state;
+  }
+
+  /** Why the kernel failed, when it did. */
+  get failure(): KernelFailedError | undefined {
+    return this.#failure;
+  }
+
+  /** Starts (or resumes) processing. Legal from `Launched` and `Deactivated`. */
+  async activate(): Promise<void> {
+    this.#expect("activate", [KernelState.Launched, KernelState.Deactivated]);
+    this.#mem.cb.requestActivate();
+    ringAlways(this.#mem.words);
+    await this.#awaitState(KernelState.Active);
+  }
+
+  /** Pauses processing; incoming messages are kept until `activate`. Legal from `Active`. */
+  async deactivate(): Promise<void> {
+    this.#expect("deactivate", [KernelState.Active]);
+    this.#mem.cb.requestDeactivate();
+    ringAlways(this.#mem.words);
+    await this.#awaitState(KernelState.Deactivated);
+  }
+
+  /**
+   * Stops the kernel and frees its worker. By default it first handles every queued message
+   * (replies reach their requesters); with `{ drain: false }` the queued messages are returned
+   * in the report instead. Requests still unanswered afterwards are rejected with
+   * `InvalidStateError`. Legal from `Launched`, `Active` and `Deactivated`.
+   */
+  async terminate(options: TerminateOptions = {}): Promise<TerminateReport> {
+    this.#expect("terminate", [KernelState.Launched, KernelState.Active, KernelState.Deactivated]);
+    if (this.#terminating) {
+      throw new InvalidStateError(ErrorCode.InvalidState, `kernel ${this.id} is terminating`);
+    }
+    this.#terminating = true;
+    Atomics.store(this.#mem.words, KernelWord.terminateMode, options.drain === false ? 0 : 1);
+    this.#mem.cb.requestTerminate();
+    ringAlways(this.#mem.words);
+    // Read outputs while it drains, so a full output queue cannot stall the drain.
+    let done = false;
+    const exited = this.#exitHandled.then(() => {
+      done = true;
+      this.#kick();
+    });
+    while (!done) {
+      this.#drainOutput();
+      await this.#waitOutput(PUMP_SLICE_MS, () => done);
+    }
+    await exited;
+    if (this.#failure !== undefined) throw this.#failure;
+    return { returned: this.#returned, processed: this.#mem.cb.processed };
+  }
+
+  #expect(action: string, legal: readonly KernelState[]): void {
+    const s = this.state();
+    if (!legal.includes(s) || (this.#terminating && action !== "terminate")) {
+      throw new InvalidStateError(
+        ErrorCode.InvalidState,
+        `cannot ${action} kernel ${this.id} in state ${kernelStateName(s)}` +
+          (this.#terminating ? " (terminating)" : ""),
+      );
+    }
+  }
+
+  async #awaitState(target: KernelState): Promise<void> {
+    const cb = this.#mem.cb;
+    const word = new Int32Array(cb.buffer, cb.byteOffset, 32);
+    const deadline = performance.now() + 10_000;
+    for (;;) {
+      if (this.#failure !== undefined) throw this.#failure;
+      const s = cb.state;
+      if (s === target) return;
+      if (this.#terminal !== undefined) {
+        throw new InvalidStateError(
+          ErrorCode.InvalidState,
+          `kernel ${this.id} ended (${kernelStateName(this.#terminal)}) before becoming ` +
+            kernelStateName(target),
+        );
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new TimeoutError(
+          ErrorCode.Timeout,
+          `kernel ${this.id} did not become ${kernelStateName(target)} within 10 s`,
+        );
+      }
+      // The kernel's state store notifies this word; the slice bounds a missed exit.
+      await waitWordAsync(word, 2, s, Math.min(left, 50));
+    }
+  }
+
+  async #onExit(exit: KernelExit): Promise<void> {
+    const cb = this.#mem.cb;
+    this.#drainOutput();
+    if (exit.kind === "terminated") {
+      this.#terminal = KernelState.Terminated;
+    } else {
+      this.#terminal = KernelState.Failed;
+      if (exit.kind === "died") cb.state = KernelState.Failed;
+      const what = exit.kind === "died" ? "its worker died" : "supervision stopped it";
+      this.#failure = new KernelFailedError(
+        this.id,
+        `${what}: ${exit.error.name}: ${exit.error.message}`,
+      );
+    }
+    this.#returned = [
+      ...this.#mem.high.dequeueMany(Infinity),
+      ...this.#mem.normal.dequeueMany(
+        Infinity,
+      ),
+    ];
+    const reason = this.#failure ??
+      new InvalidStateError(ErrorCode.InvalidState, `kernel ${this.id} terminated`);
+    for (const [id, p] of this.#pending) {
+      clearTimeout(p.timer);
+      this.#pending.delete(id);
+      p.reject(reason);
+    }
+    for (const r of this.#receivers.splice(0)) {
+      clearTimeout(r.timer);
+      r.reject(reason);
+    }
+    this.#kick();
+    await this.#pump;
+    this.#site.dispose();
+    if (this.#failure !== undefined) {
+      const cause = exit.kind === "died"
+        ? "died"
+        : this.options.supervision === "escalate"
+        ? "escalate"
+        : "stop";
+      this.#site.onFailure(this.#failure, cause);
+    }
+  }
+
+  /** Resolves once the handle has processed the kernel's exit (for the runtime's shutdown). */
+  get settled(): Promise<void> {
+    return this.#exitHandled;
+  }
+
+  // ------------------------------------------------------------------------------ sending
+
+  #checkOpen(): void {
+    const s = this.state();
+    if (
+      this.#terminating || s === KernelState.Terminated || s === KernelState.Failed ||
+      s === KernelState.Terminating
+    ) {
+      throw this.#failure ??
+        new InvalidStateError(
+          ErrorCode.InvalidState,
+          `kernel ${this.id} is ${this.#terminating ? "terminating" : kernelStateName(s)}`,
+        );
+    }
+  }
+
+  #checkType(message: Message): void {
+    const input = this.definition.input;
+    if (input !== undefined && message.schema.typeId !== input.typeId) {
+      throw new ValidationError(
+        ErrorCode.WrongMessageType,
+        `kernel ${this.id} takes ${input.name} (typeId ${input.typeId}), ` +
+          `got ${message.schema.name} (typeId ${message.schema.typeId})`,
+      );
+    }
+  }
+
+  async #enqueue(envelope: Uint8Array, priority: number, timeoutMs: number): Promise<void> {
+    const lane = priority >= Priority.High ? this.#mem.high : this.#mem.normal;
+    if (!lane.tryEnqueue(envelope)) {
+      // The scratch buffer is reused by the next send: wait with a copy.
+      await lane.enqueue(envelope.slice(), { timeoutMs });
+    }
+    ringForData(this.#mem.words);
+  }
+
+  /**
+   * Sends `message` (the kernel's input type) without waiting for a reply; its output, if any,
+   * is read with `receive`. Waits up to `timeoutMs` (default 1000) for room, then throws
+   * `QueueFullError`. Throws `ValidationError` `E_WRONG_MESSAGE_TYPE` for another type,
+   * `E_MESSAGE_TOO_LARGE` for a message over the slot size, `InvalidStateError` once the kernel
+   * is terminating, terminated or failed.
+   */
+  async send(message: Message<I>, options: SendOptions = {}): Promise<void> {
+    this.#checkOpen();
+    this.#checkType(message);
+    const priority = options.priority ?? Priority.Normal;
+    const n = writeMessage(this.#scratch, 0, message, {
+      destKernel: this.numericId,
+      timestamp: this.#clock.tick(),
+      priority,
+    });
+    await this.#enqueue(this.#scratch.subarray(0, n), priority, options.timeoutMs ?? 1000);
+  }
+
+  /**
+   * Sends a raw envelope (e.g. from `encodeMessage`). Its typeId must be the kernel's input type
+   * (`E_WRONG_MESSAGE_TYPE`) and it must fit a slot (`E_MESSAGE_TOO_LARGE`); its priority picks
+   * the lane.
+   */
+  async sendEnvelope(envelope: Uint8Array, options: { timeoutMs?: number } = {}): Promise<void> {
+    this.#checkOpen();
+    const lane = laneFor(this.#route, envelope);
+    if (!lane.tryEnqueue(envelope)) {
+      await lane.enqueue(envelope, { timeoutMs: options.timeoutMs ?? 1000 });
+    }
+    ringForData(this.#mem.words);
+  }
+
+  /**
+   * Sends `message` as a request and resolves with the reply's fields (undefined when the
+   * handler returned nothing). Rejects with `TimeoutError` after `timeoutMs` (default 5000): a
+   * reply that arrives later is counted (`metrics().lateReplies`) and dropped, never given to
+   * another caller. Rejects with `HandlerError` when the handler threw, `KernelFailedError` when
+   * the kernel failed first, `QueueFullError` when the input queue stayed full for `timeoutMs`,
+   * and like `send` for a wrong type, an oversized message or a kernel that is not running.
+   */
+  async request(
+    message: Message<I>,
+    options: RequestOptions = {},
+  ): Promise<InferFields<O> | undefined> {
+    this.#checkOpen();
+    this.#checkType(message);
+    const id = this.#nextId++;
+    const priority = options.priority ?? Priority.Normal;
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const started = performance.now();
+    const n = writeMessage(this.#scratch, 0, message, {
+      flags: EnvelopeFlag.Request,
+      messageId: id,
+      destKernel: this.numericId,
+      timestamp: this.#clock.tick(),
+      priority,
+    });
+    const schema = (this.definition.output ??
+      (this.definition.builtin === "passthrough" ? message.schema : undefined)) as
+        | MessageSchema
+        | undefined;
+    // Registered before the message is queued, so an exit that races the enqueue rejects it.
+    const promise = new Promise<InferFields<O> | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(
+          new TimeoutError(
+            ErrorCode.Timeout,
+            `kernel ${this.id} did not reply to request ${id} within ${timeoutMs} ms`,
+          ),
+        );
+        if (!this.#waiting()) this.#kick();
+      }, timeoutMs);
+      this.#pending.set(id, {
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        schema,
+        started,
+        timer,
+      });
+    });
+    // It may settle while the enqueue below still waits for room: mark it handled meanwhile.
+    promise.catch(() => undefined);
+    try {
+      // Waiting for room counts against the same timeout as waiting for the reply.
+      await this.#enqueue(this.#scratch.subarray(0, n), priority, timeoutMs);
+    } catch (e) {
+      const p = this.#pending.get(id);
+      if (p !== undefined) {
+        clearTimeout(p.timer);
+        this.#pending.delete(id);
+      }
+      throw e;
+    }
+    this.#startPump();
+    return await promise;
+  }
+
+  // ------------------------------------------------------------------------------ receiving
+
+  /** The next output (non-reply message), or undefined when none is ready. */
+  tryReceive(): KernelOutput<O> | undefined {
+    if (this.#outputs.length === 0) this.#drainOutput();
+    return this.#outputs.shift();
+  }
+
+  /**
+   * Waits up to `timeoutMs` (default 5000) for the next output; `TimeoutError` when none comes,
+   * `InvalidStateError` / `KernelFailedError` when the kernel ends first.
+   */
+  receive(options: { timeoutMs?: number } = {}): Promise<KernelOutput<O>> {
+    const ready = this.tryReceive();
+    if (ready !== undefined) return Promise.resolve(ready);
+    if (this.#terminal !== undefined) {
+      return Promise.reject(
+        this.#failure ??
+          new InvalidStateError(ErrorCode.InvalidState, `kernel ${this.id} has terminated`),
+      );
+    }
+    const timeoutMs = options.timeoutMs ?? 5000;
+    return new Promise<KernelOutput<O>>((resolve, reject) => {
+      const waiter: ReceiveWaiter = {
+        resolve: resolve as (o: KernelOutput<FieldsSpec>) => void,
+        reject,
+        timer: setTimeout(() => {
+          const i = this.#receivers.indexOf(waiter);
+          if (i >= 0) this.#receivers.splice(i, 1);
+          reject(new TimeoutError(ErrorCode.Timeout, `no output within ${timeoutMs} ms`));
+          if (!this.#waiting()) this.#kick();
+        }, timeoutMs),
+      };
+      this.#receivers.push(waiter);
+      this.#startPump();
+    });
+  }
+
+  #waiting(): boolean {
+    return this.#pending.size > 0 || this.#receivers.length > 0;
+  }
+
+  #startPump(): void {
+    // #pumping is cleared synchronously when the loop ends; the promise settles a tick later, and
+    // a request made in between must start a new pump rather than rely on the finished one.
+    if (this.#pumping) return;
+    this.#pumping = true;
+    this.#pump = this.#runPump();
+  }
+
+  async #runPump(): Promise<void> {
+    const out = this.#mem.output;
+    try {
+      while (this.#waiting() && this.#terminal === undefined) {
+        if (this.#drainOutput() > 0) continue;
+        const until = performance.now() + HOST_SPIN_MS;
+        let ready = false;
+        while (performance.now() < until) {
+          if (out.available(1) > 0) {
+            ready = true;
+            break;
+          }
+        }
+        if (ready || !this.#waiting()) continue;
+        await this.#waitOutput(PUMP_SLICE_MS, () => !this.#waiting());
+      }
+    } finally {
+      // Cleared in the same synchronous step that ends the loop (see #startPump).
+      this.#pumping = false;
+    }
+  }
+
+  /**
+   * Waits once for the output queue's data signal: returns on new output, on a {@linkcode #kick},
+   * or after `ms`. Unlike the queue's `waitForDataAsync` it does not wait again after a kick, so
+   * a pump whose last waiter left (or a terminate whose kernel exited) stops at once.
+   */
+  async #waitOutput(ms: number, stop: () => boolean): Promise<void> {
+    const h = this.#outHeader;
+    // Announce, then re-check: the kernel bumps the signal after publishing only when it sees us.
+    Atomics.add(h, QueueWord.consumerWaiting, 1);
+    try {
+      const signal = Atomics.load(h, QueueWord.dataSignal);
+      if (this.#mem.output.available(1) > 0 || stop()) return;
+      await waitWordAsync(h, QueueWord.dataSignal, signal, ms);
+    } finally {
+      Atomics.sub(h, QueueWord.consumerWaiting, 1);
+    }
+  }
+
+  /** Wakes a pump (or terminate) waiting on the output queue. */
+  #kick(): void {
+    Atomics.add(this.#outHeader, QueueWord.dataSignal, 1);
+    Atomics.notify(this.#outHeader, QueueWord.dataSignal);
+  }
+
+  /** Moves every ready output to its requester or the output list; returns how many. */
+  #drainOutput(): number {
+    const out = this.#mem.output;
+    let n = 0;
+    for (;;) {
+      const bytes = out.peek(0);
+      if (bytes === undefined) return n;
+      try {
+        this.#dispatch(bytes);
+      } finally {
+        out.consume(1);
+      }
+      n++;
+    }
+  }
+
+  #dispatch(bytes: Uint8Array): void {
+    const { header, payload } = decodeEnvelope(bytes, { checksum: "ignore" });
+    if ((header.flags & EnvelopeFlag.Reply) !== 0) {
+      const p = this.#pending.get(header.correlationId);
+      if (p === undefined) {
+        this.#lateReplies++;
+        return;
+      }
+      this.#pending.delete(header.correlationId);
+      clearTimeout(p.timer);
+      this.#rtt.record((performance.now() - p.started) * 1e6);
+      if ((header.flags & EnvelopeFlag.Error) !== 0 || header.typeId === ERROR_REPLY_TYPE_ID) {
+        let name = "Error";
+        let message = "";
+        try {
+          const parsed = JSON.parse(decoder.decode(payload)) as { name?: string; message?: string };
+          name = String(parsed.name ?? name);
+          message = String(parsed.message ?? "");
+        } catch {
+          message = "(error text cut off)";
+        }
+        p.reject(new HandlerError(this.id, name, message));
+      } else if (header.typeId === EMPTY_REPLY_TYPE_ID) {
+        p.resolve(undefined);
+      } else {
+        p.resolve(p.schema?.decode(payload));
+      }
+      return;
+    }
+    const schema = this.definition.output;
+    const copy = payload.slice();
+    const output: KernelOutput<O> = {
+      header,
+      value: schema !== undefined && schema.typeId === header.typeId
+        ? schema.decode(copy)
+        : undefined,
+      payload: copy,
+    };
+    const waiter = this.#receivers.shift();
+    if (waiter !== undefined) {
+      clearTimeout(waiter.timer);
+      waiter.resolve(output as KernelOutput<FieldsSpec>);
+    } else {
+      this.#outputs.push(output);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ inspection
+
+  /** A snapshot of the kernel's state struct (undefined without one). Racy while it runs. */
+  readState(): InferFields<S> | undefined {
+    const s = this.definition.state;
+    return s === undefined ? undefined : s.decode(this.#mem.buffer, this.#mem.layout.state);
+  }
+
+  /** Request round-trip latency as seen by this handle (send to reply dispatched), in ns. */
+  requestLatency(): LatencySummary {
+    return this.#rtt.summary();
+  }
+
+  /** A snapshot of the kernel's telemetry. */
+  metrics(): KernelMetrics {
+    const cb = this.#mem.cb;
+    const { processed, dropped } = cb.readCounters();
+    return {
+      kernelId: this.id,
+      state: kernelStateName(this.state()),
+      processed: Number(processed),
+      dropped: Number(dropped),
+      errors: cb.errorCount,
+      inputDepth: this.#mem.inputDepth,
+      outputDepth: this.#mem.output.len,
+      inputCapacity: this.#mem.layout.inputCapacity,
+      outputCapacity: this.#mem.layout.outputCapacity,
+      latency: this.#mem.histogram.summary(),
+      uptimeMs: performance.now() - this.#launchedAt,
+      restarts: Atomics.load(this.#mem.words, KernelWord.restarts),
+      lateReplies: this.#lateReplies,
+    };
+  }
+}
