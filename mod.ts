@@ -105,3 +105,5 @@ export type { K2kCounters, K2kReceipt, K2kSendOptions } from "./src/runtime/k2k.
 export { EMPTY_REPLY_TYPE_ID, ERROR_REPLY_TYPE_ID } from "./src/runtime/kernel_memory.ts";
 export { CpuRuntime } from "./src/backends/cpu/cpu_runtime.ts";
 export type { CpuRuntimeOptions } from "./src/backends/cpu/cpu_runtime.ts";
+export { PartialSendError } from "./src/runtime/kernel_handle.ts";
+export type { FailureCause, KillCause } from "./src/runtime/kernel_handle.ts";

@@ -1,137 +1,150 @@
 /**
- * A short tour of @ringkernel/core's portable core. Runs unchanged under Deno and Bun:
+ * A short tour of the RingKernel runtime on `Backend.Auto`: which backend it chose and why, a
+ * persistent kernel, request/response, kernel-to-kernel messages, pub/sub and telemetry. Runs
+ * unchanged under Deno and Bun:
  *
  *   deno task demo        (or: deno run -A examples/demo.ts)
  *   bun examples/demo.ts
+ *
+ * examples/core_tour.ts tours the portable core underneath (clocks, schemas, queues, SIMD), and
+ * the other files in examples/ take one topic each.
+ *
+ * Single-file example: this module exports the kernel definitions (the kernels' workers import it
+ * through `module: import.meta.url`) and runs the tour only `if (import.meta.main)`, which is
+ * false when a worker imports it, in Deno and in Bun.
  */
 import {
-  DecodeError,
+  Backend,
   decodeMessage,
+  defineKernel,
+  defineMessage,
   encodeMessage,
-  ENVELOPE_HEADER_BYTES,
   HlcClock,
-  MessageRegistry,
-  MpscQueue,
+  kernelStateName,
+  LaunchOptions,
   PubSubBroker,
   PubSubConfig,
-  SharedHlcClock,
-  SimdCore,
+  RingKernel,
 } from "../mod.ts";
-import { Particle, Reading } from "./schemas.ts";
 
-const runtime = "Deno" in globalThis ? "Deno" : "Bun" in globalThis ? "Bun" : "JS";
-console.log(`@ringkernel/core tour on ${runtime}\n`);
+/** Add a value to the running total. */
+export const Add = defineMessage({ typeId: 1501, name: "Add", fields: { value: "f32" } });
+/** The running total. */
+export const Sum = defineMessage({ typeId: 1502, name: "Sum", fields: { total: "f32" } });
 
-// 1. Hybrid logical clocks: a receive is always ordered after the send, even when the
-//    receiver's wall clock is behind.
-const alice = new HlcClock(1);
-const bob = new HlcClock(2, { now: () => Date.now() - 5_000 }); // 5 s slow
-const sent = alice.tick();
-const received = bob.update(sent);
-console.log("1. HLC");
-console.log(
-  `   alice sends ${sent}, bob (5 s slow) receives at ${received}; sent < received: ${
-    sent < received
-  }`,
-);
-
-// 2. One schema: TS type, bytes, zero-copy view, CUDA C and WGSL with identical offsets.
-console.log("\n2. Message schemas");
-const bytes = Particle.encode({
-  id: 7n,
-  pos: { x: 1, y: 2, z: 3 },
-  history: [4, 5, 6],
-  alive: true,
+/** Sums what it is sent; the total is state in shared memory and persists between messages. */
+export const accumulator = defineKernel({
+  id: "accumulator",
+  module: import.meta.url,
+  input: Add,
+  output: Sum,
+  state: { total: "f32" },
+  handler: (msg, state) => {
+    state.total += msg.value;
+    return { total: state.total };
+  },
 });
-const view = Particle.view(bytes.buffer);
-view.pos.x = 10; // writes straight into `bytes`
-console.log(
-  `   Particle: ${Particle.size} bytes, align ${Particle.align}; decoded after a view write:`,
-);
-console.log(`   ${show(Particle.decode(bytes))}`);
-console.log("   CUDA C:\n" + indent(Particle.cStruct()));
-console.log("   WGSL:\n" + indent(Particle.wgslStruct()));
 
-// 3. Envelopes: 64-byte header, CRC32C, typed decode errors with byte offsets.
-console.log("3. Envelopes");
-const registry = new MessageRegistry([Reading, Particle]);
-const wire = encodeMessage(Reading.of({ sensor: 3, seq: 1, celsius: 21.5, ok: true }), {
-  timestamp: alice.tick(),
-}, { checksum: true });
-const decoded = decodeMessage(wire, registry, { checksum: "required" });
-console.log(
-  `   ${wire.byteLength} bytes on the wire (${ENVELOPE_HEADER_BYTES}-byte header): ${
-    show(decoded.value)
-  }`,
-);
-wire[ENVELOPE_HEADER_BYTES + 8] ^= 0x40; // flip one payload bit
-try {
-  decodeMessage(wire, registry, { checksum: "required" });
-} catch (err) {
-  if (!(err instanceof DecodeError)) throw err;
-  console.log(`   after a bit flip: ${err.name} ${err.code} at byte ${err.offset}`);
-}
-
-// 4. A lock-free MPSC queue in shared memory: two workers produce, the main thread consumes.
-console.log("\n4. MPSC queue across workers");
-const queue = MpscQueue.create({ capacity: 256, slotSize: 128 });
-const clockWord = new SharedArrayBuffer(8);
-const perProducer = 20_000;
-const workers = [1, 2].map((producer) => {
-  const w = new Worker(new URL("./workers/demo_producer.ts", import.meta.url), { type: "module" });
-  w.postMessage({ queue: queue.buffer, clock: clockWord, producer, count: perProducer });
-  return w;
+/** Doubles a value and hands it to the accumulator kernel directly (K2K, no host hop). */
+export const doubler = defineKernel({
+  id: "doubler",
+  module: import.meta.url,
+  input: Add,
+  output: Sum,
+  handler: (msg, _state, ctx) => {
+    const receipt = ctx.send("accumulator", Add.of({ value: msg.value * 2 }));
+    // The reply carries the receipt's outcome: 1 delivered, 0 not.
+    return { total: receipt.status === "Delivered" ? 1 : 0 };
+  },
 });
-const lastSeq = new Map<number, number>();
-const clock = new SharedHlcClock(clockWord, 0, 0);
-let received4 = 0, outOfOrder = 0;
-while (received4 < 2 * perProducer) {
-  const slot = await queue.dequeue({ timeoutMs: 5_000 });
-  const { value } = decodeMessage(slot, Reading, { checksum: "required" });
-  if ((lastSeq.get(value.sensor) ?? -1) + 1 !== value.seq) outOfOrder++;
-  lastSeq.set(value.sensor, value.seq);
-  received4++;
+
+const runtimeName = "Deno" in globalThis ? "Deno" : "Bun" in globalThis ? "Bun" : "JS";
+
+async function main(): Promise<void> {
+  console.log(`RingKernel runtime tour on ${runtimeName}\n`);
+
+  // 1. Auto picks CUDA, then WebGPU, then the CPU, and says why it skipped what it skipped.
+  const rt = await RingKernel.builder().backend(Backend.Auto).build();
+  console.log(`1. Backend.Auto chose: ${rt.backend}`);
+  for (const note of rt.backendNotes) console.log(`   skipped ${note}`);
+
+  // 2. A persistent kernel: one worker that keeps running and keeps its state between messages.
+  const acc = await rt.launch(accumulator, LaunchOptions.default().withQueueCapacity(4096));
+  console.log(`\n2. launched ${acc.id}: ${kernelStateName(acc.state())}`);
+
+  // 3. Request/response, correlated by message id, also when many are in flight.
+  const first = await acc.request(Add.of({ value: 2 }), { timeoutMs: 5000 });
+  const many = await Promise.all(
+    Array.from({ length: 100 }, () => acc.request(Add.of({ value: 1 }))),
+  );
+  console.log(`\n3. request(2) -> total ${first!.total}`);
+  console.log(
+    `   100 concurrent requests -> highest total ${Math.max(...many.map((r) => r!.total))}, ` +
+      `state ${JSON.stringify(acc.readState())}`,
+  );
+
+  // 4. K2K: the doubler's handler sends straight into the accumulator's input queue.
+  const dbl = await rt.launch(doubler);
+  const delivered = await dbl.request(Add.of({ value: 21 }));
+  // The accumulator replies to K2K messages as outputs; the host reads them with receive().
+  const out = await acc.receive({ timeoutMs: 5000 });
+  console.log(`\n4. doubler -> accumulator: delivered ${delivered!.total === 1}`);
+  console.log(`   accumulator output after the K2K message: total ${out.value!.total}`);
+  const ghost = await rt.k2kBroker().send("host", "ghost", encodeMessage(Add.of({ value: 1 })));
+  console.log(`   host broker -> ghost: ${ghost.status}`);
+
+  // 5. Pub/sub: the accumulator's outputs published on MQTT topics, a wildcard subscriber.
+  const clock = new HlcClock(1);
+  const broker = new PubSubBroker(PubSubConfig.default());
+  const sub = broker.subscribe("dashboard", "kernels/+/total");
+  for (const value of [10, 20]) {
+    await acc.send(Add.of({ value }));
+    const o = await acc.receive({ timeoutMs: 5000 });
+    broker.publish(
+      `kernels/${acc.id}/total`,
+      acc.id,
+      encodeMessage(Sum.of(o.value!)),
+      clock.tick(),
+    );
+  }
+  console.log("\n5. pub/sub");
+  for (let d = sub.tryReceive(); d; d = sub.tryReceive()) {
+    console.log(`   dashboard <- ${d.topic}: ${decodeMessage(d.envelope, Sum).value.total}`);
+  }
+  broker.close();
+
+  // 6. Telemetry: runtime totals, handler latency, Prometheus text, the state-change stream.
+  const m = rt.metrics();
+  console.log("\n6. telemetry");
+  console.log(
+    `   processed ${m.processed}, errors ${m.errors}, kernels active ${m.kernels.active}, ` +
+      `k2k delivered ${m.k2k.delivered}, notFound ${m.k2k.notFound}`,
+  );
+  const lat = acc.metrics().latency;
+  // Timings vary by machine and load; shown, not checked.
+  console.log(
+    `   accumulator handler latency p50 ${(lat.p50Ns / 1000).toFixed(1)} µs, ` +
+      `p99 ${(lat.p99Ns / 1000).toFixed(1)} µs over ${lat.count} messages`,
+  );
+  // The same numbers in the Prometheus text format, for a /metrics endpoint.
+  const text = rt.metricsText();
+  const lines = text.split("\n").filter((l) => l.startsWith("ringkernel_messages_processed_total"));
+  for (const l of lines) console.log(`   ${l}`);
+  // Lifecycle changes as a stream; it ends by itself once the runtime has shut down. Kernels
+  // stop concurrently, so the changes are grouped per kernel for a stable printout.
+  const stream = rt.events();
+  const changes = (async () => {
+    const byKernel = new Map<string, string[]>();
+    for await (const e of stream) {
+      byKernel.set(e.kernelId, [...byKernel.get(e.kernelId) ?? [e.from], e.to]);
+    }
+    return [...byKernel].sort(([a], [b]) => a < b ? -1 : 1);
+  })();
+
+  await rt.shutdown();
+  console.log("   state changes during shutdown:");
+  for (const [id, path] of await changes) console.log(`   ${id}: ${path.join(" -> ")}`);
+  console.log("\ntour done");
 }
-workers.forEach((w) => w.terminate());
-const s = queue.stats();
-console.log(
-  `   received ${received4} of ${2 * perProducer}, out of order per producer: ${outOfOrder}`,
-);
-console.log(
-  `   queue stats: enqueued ${s.enqueued}, dequeued ${s.dequeued}, rejected-full ${s.rejectedFull}`,
-);
-console.log(`   shared clock after both producers: ${clock.current()}`);
 
-// 5. Pub/sub with real MQTT wildcards and retained messages.
-console.log("\n5. Pub/sub");
-const broker = new PubSubBroker<string>(PubSubConfig.default());
-broker.publish("sensors/lab/temperature", "lab", "21.0", alice.tick(), { retain: true });
-const sub = broker.subscribe("dashboard", "sensors/+/temperature");
-const all = broker.subscribe("logger", "sensors/#");
-const n = broker.publish("sensors/roof/temperature", "roof", "4.5", alice.tick());
-broker.publish("sensors/roof/humidity", "roof", "80%", alice.tick());
-console.log(`   delivered to ${n} subscriptions`);
-for (let d = sub.tryReceive(); d; d = sub.tryReceive()) {
-  console.log(`   dashboard <- ${d.topic} = ${d.envelope}${d.retained ? " (retained)" : ""}`);
-}
-console.log(`   logger has ${all.pending} pending (filter sensors/#)`);
-broker.close();
-
-// 6. The CPU backend's WebAssembly SIMD core.
-console.log("\n6. WASM SIMD core");
-const core = await SimdCore.create();
-const x = core.allocF32(1024).view, y = core.allocF32(1024).view;
-x.fill(2);
-y.fill(1);
-core.saxpy(y, x, 3); // y = 3x + y
-console.log(`   saxpy over 1024 f32: y[0] = ${y[0]}, dot(x, y) = ${core.dot(x, y)}`);
-
-console.log("\ntour done");
-
-function show(value: unknown): string {
-  return JSON.stringify(value, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
-}
-
-function indent(text: string): string {
-  return text.trimEnd().split("\n").map((l) => "     " + l).join("\n") + "\n";
-}
+if (import.meta.main) await main();

@@ -1,4 +1,4 @@
-/** Message schemas shared by the demo and its worker. */
+/** Message schemas shared by the core tour and its worker. */
 import { array, defineMessage, struct } from "../mod.ts";
 
 /** A temperature reading from one sensor. */

@@ -1,4 +1,4 @@
-// Demo worker: attaches to the MPSC queue the main thread created and sends `count` Reading
+// Core tour worker: attaches to the MPSC queue the main thread created and sends `count` Reading
 // envelopes, each stamped by the shared HLC it also attached to.
 import { MpscQueue, SharedHlcClock, writeMessage } from "../../mod.ts";
 import { Reading } from "../schemas.ts";

@@ -12,9 +12,15 @@ import type { FieldsSpec } from "../core/schema.ts";
 import type { KernelFailedError } from "../core/errors.ts";
 import type { K2kBroker } from "./k2k.ts";
 import type { KernelDefinition } from "./kernel.ts";
-import type { KernelHandle, TerminateReport } from "./kernel_handle.ts";
+import type { FailureCause, KernelHandle, TerminateReport } from "./kernel_handle.ts";
 import type { LaunchOptions } from "./launch_options.ts";
-import type { KernelMetrics, RuntimeMetrics } from "./telemetry.ts";
+import type {
+  EventStreamOptions,
+  KernelMetrics,
+  RuntimeMetrics,
+  TelemetryEventStream,
+  TelemetryListener,
+} from "./telemetry.ts";
 
 /** Where kernels run. `Auto` picks CUDA, then WebGPU, then the CPU. */
 export const Backend = {
@@ -39,10 +45,12 @@ export interface KernelFailureEvent {
   /** The error (`E_KERNEL_FAILED`). */
   readonly error: KernelFailedError;
   /**
-   * Why: its worker died, or its handler threw under `stop` or `escalate` supervision. Listeners
-   * hear every failure; `escalate` marks the ones the kernel asked to be escalated.
+   * Why: its worker died (`died`), its handler threw under `stop` or `escalate` supervision, its
+   * heartbeat watchdog fired (`watchdog`), or it was force-killed after a terminate or shutdown
+   * timeout (`killed`). Listeners hear every failure; `escalate` marks the ones the kernel asked
+   * to be escalated.
    */
-  readonly cause: "died" | "stop" | "escalate";
+  readonly cause: FailureCause;
 }
 
 /** Options of `shutdown`. */
@@ -84,6 +92,18 @@ export interface KernelRuntime {
   k2kBroker(): K2kBroker;
   /** Registers a failure listener; returns its unsubscribe function. */
   onKernelFailure(listener: (event: KernelFailureEvent) => void): () => void;
+  /**
+   * An async iterator over every kernel's lifecycle transitions from now on (`StateChangeEvent`:
+   * `kernelId`, `from`, `to`, wall-clock `at`, `hlc` from the runtime's clock, `reason` for
+   * failures), in the order they happened. It ends after `shutdown` (buffered events are still
+   * yielded); `break` detaches it. A reader more than `bufferSize` (default 1024) events behind
+   * loses the oldest.
+   */
+  events(options?: EventStreamOptions): TelemetryEventStream;
+  /** Calls `listener` synchronously for every later transition; returns its unsubscribe function. */
+  onStateChange(listener: TelemetryListener): () => void;
+  /** `metrics()` and `kernelMetrics()` in the Prometheus text format 0.0.4. */
+  metricsText(): string;
   /**
    * Terminates every kernel and frees every worker and buffer; afterwards the process can exit
    * by itself. A second call throws `InvalidStateError`.

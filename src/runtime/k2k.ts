@@ -12,9 +12,9 @@
 
 import { KernelState } from "../core/control_block.ts";
 import { ENVELOPE_HEADER_BYTES, EnvelopeOffset, Priority } from "../core/envelope.ts";
-import { ErrorCode, QueueFullError, ValidationError } from "../core/errors.ts";
+import { ErrorCode, ValidationError } from "../core/errors.ts";
 import type { MpscQueue } from "../core/mpsc_queue.ts";
-import { type KernelLayout, KernelMemory, ringForData } from "./kernel_memory.ts";
+import { type KernelLayout, KernelMemory, KernelWord, ringForData } from "./kernel_memory.ts";
 
 /** Outcome of a K2K send. */
 export const DeliveryStatus = {
@@ -130,9 +130,57 @@ export function laneFor(route: Route, envelope: Uint8Array): MpscQueue {
   return priority >= Priority.High ? route.mem.high : route.mem.normal;
 }
 
+/** Outcome of one guarded, non-blocking enqueue attempt. */
+export type GuardedResult = "ok" | "full" | "gone";
+
+/**
+ * Enqueues `envelope` into `lane` of the kernel owning `mem` unless that kernel no longer takes
+ * messages. The check and the copy happen inside the kernel's `senders` count: the host collects
+ * a dead kernel's leftovers only after marking it gone and seeing `senders` at 0, so a message
+ * that passed the check is either handled or returned by terminate, never stranded in a queue
+ * nobody reads. Never blocks.
+ */
+export function enqueueGuarded(
+  mem: KernelMemory,
+  lane: MpscQueue,
+  envelope: Uint8Array,
+): GuardedResult {
+  const w = mem.words;
+  Atomics.add(w, KernelWord.senders, 1);
+  try {
+    if (GONE.includes(mem.cb.state)) return "gone";
+    return lane.tryEnqueue(envelope) ? "ok" : "full";
+  } finally {
+    Atomics.sub(w, KernelWord.senders, 1);
+  }
+}
+
+/**
+ * Like {@linkcode enqueueGuarded} for a batch: enqueues a prefix of `envelopes` with one
+ * reservation and returns its length, or -1 when the kernel is gone (nothing enqueued).
+ */
+export function enqueueManyGuarded(
+  mem: KernelMemory,
+  lane: MpscQueue,
+  envelopes: readonly Uint8Array[],
+): number {
+  const w = mem.words;
+  Atomics.add(w, KernelWord.senders, 1);
+  try {
+    if (GONE.includes(mem.cb.state)) return -1;
+    return lane.enqueueMany(envelopes);
+  } finally {
+    Atomics.sub(w, KernelWord.senders, 1);
+  }
+}
+
+/** Longest single wait for space before the destination's state is checked again. */
+const SPACE_SLICE_MS = 20;
+
 /**
  * Delivers `envelope` into `route`'s kernel, blocking the thread (for workers) up to `timeoutMs`
- * when full. Throws as {@linkcode laneFor}.
+ * when full. Throws as {@linkcode laneFor}. The wait happens outside the guard (in slices), so a
+ * destination that terminates meanwhile is noticed (`NotFound`) and never waits on a sender.
  */
 export function deliverBlocking(
   route: Route,
@@ -140,15 +188,15 @@ export function deliverBlocking(
   timeoutMs: number,
 ): DeliveryStatus {
   const lane = laneFor(route, envelope);
-  if (routeGone(route)) return DeliveryStatus.NotFound;
-  if (!lane.tryEnqueue(envelope)) {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const r = enqueueGuarded(route.mem, lane, envelope);
+    if (r === "ok") break;
+    if (r === "gone") return DeliveryStatus.NotFound;
     if (!(timeoutMs > 0)) return DeliveryStatus.QueueFull;
-    try {
-      lane.enqueueBlocking(envelope, { timeoutMs });
-    } catch (e) {
-      if (e instanceof QueueFullError) return DeliveryStatus.Timeout;
-      throw e;
-    }
+    const left = deadline - performance.now();
+    if (left <= 0) return DeliveryStatus.Timeout;
+    lane.waitForSpace(Math.min(left, SPACE_SLICE_MS));
   }
   ringForData(route.mem.words);
   return DeliveryStatus.Delivered;
@@ -161,18 +209,30 @@ export async function deliver(
   timeoutMs: number,
 ): Promise<DeliveryStatus> {
   const lane = laneFor(route, envelope);
-  if (routeGone(route)) return DeliveryStatus.NotFound;
-  if (!lane.tryEnqueue(envelope)) {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const r = enqueueGuarded(route.mem, lane, envelope);
+    if (r === "ok") break;
+    if (r === "gone") return DeliveryStatus.NotFound;
     if (!(timeoutMs > 0)) return DeliveryStatus.QueueFull;
-    try {
-      await lane.enqueue(envelope, { timeoutMs });
-    } catch (e) {
-      if (e instanceof QueueFullError) return DeliveryStatus.Timeout;
-      throw e;
-    }
+    const left = deadline - performance.now();
+    if (left <= 0) return DeliveryStatus.Timeout;
+    await lane.waitForSpaceAsync(Math.min(left, SPACE_SLICE_MS));
   }
   ringForData(route.mem.words);
   return DeliveryStatus.Delivered;
+}
+
+/**
+ * Waits until no producer is inside a guarded enqueue into `mem`'s kernel. Call it after the
+ * kernel's state is gone (Terminating, Terminated or Failed) and before collecting its leftovers.
+ * A producer holds the count only for a check and a copy, so this is short; the yields cover a
+ * producer thread descheduled in between.
+ */
+export async function quiesceSenders(mem: KernelMemory): Promise<void> {
+  for (let i = 0; Atomics.load(mem.words, KernelWord.senders) !== 0; i++) {
+    await new Promise((r) => setTimeout(r, i < 10 ? 0 : 1));
+  }
 }
 
 /** What the broker reads routes from. */

@@ -28,6 +28,7 @@ import {
   StructType,
   type StructView,
 } from "../core/schema.ts";
+import type { SimdCore } from "../backends/cpu/simd_core.ts";
 import type { K2kReceipt, K2kSendOptions } from "./k2k.ts";
 
 /** What a handler can do besides computing its reply. */
@@ -52,6 +53,22 @@ export interface KernelContext {
   ): K2kReceipt;
   /** Ticks the kernel's hybrid logical clock (shared with the host through the control block). */
   now(): HlcTimestamp;
+  /**
+   * The kernel's WebAssembly SIMD core (CPU backend: one instance per kernel worker, over a
+   * shared memory of its own). Its methods work only on views of that memory, not on the message
+   * or state views (those live in the kernel's queue memory), so copy in and out: take
+   * persistent buffers from {@linkcode f32Scratch}, `set` the message's f32 array into them, run
+   * `scale`/`add`/`saxpy`/`dot`/`sum`, and return or `set` the result back. A copy of a few
+   * hundred floats costs far less than the loop it replaces.
+   */
+  readonly simd: SimdCore;
+  /**
+   * A `length`-float buffer in the SIMD core's memory, kept under `key` for the kernel's life:
+   * the first call allocates it (the core's arena never frees, so never allocate per message),
+   * later calls with the same key and a length no larger return the same memory (a view of the
+   * first `length` floats). Contents persist between messages.
+   */
+  f32Scratch(key: string, length: number): Float32Array;
 }
 
 /** The state a handler sees: a view of the state struct, or an empty object without one. */

@@ -18,23 +18,35 @@ import {
   decodeEnvelope,
   EnvelopeFlag,
   type EnvelopeHeader,
+  EnvelopeOffset,
   Priority,
   writeMessage,
 } from "../core/envelope.ts";
 import {
+  DecodeError,
   ErrorCode,
   HandlerError,
   InvalidStateError,
   KernelFailedError,
+  QueueFullError,
+  RingKernelError,
   TimeoutError,
   ValidationError,
 } from "../core/errors.ts";
+import type { MpscQueue } from "../core/mpsc_queue.ts";
 import type { HlcClock } from "../core/hlc.ts";
 import { QueueWord } from "../core/queue_layout.ts";
 import type { FieldsSpec, InferFields, Message, MessageSchema } from "../core/schema.ts";
 import { waitWordAsync } from "../core/wait.ts";
 import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
-import { laneFor, Route, type RouteInit } from "./k2k.ts";
+import {
+  enqueueGuarded,
+  enqueueManyGuarded,
+  laneFor,
+  quiesceSenders,
+  Route,
+  type RouteInit,
+} from "./k2k.ts";
 import type { KernelDefinition } from "./kernel.ts";
 import {
   EMPTY_REPLY_TYPE_ID,
@@ -47,11 +59,26 @@ import {
 import type { LaunchOptions } from "./launch_options.ts";
 import { type KernelMetrics, kernelStateName } from "./telemetry.ts";
 
+/**
+ * Why a backend ended a kernel that did not end by itself: `watchdog` (no heartbeat for longer
+ * than its launch option allows) or `killed` (it did not stop within a terminate or shutdown
+ * timeout).
+ */
+export type KillCause = "watchdog" | "killed";
+
 /** How a kernel's execution ended, as its backend reports it. */
 export type KernelExit =
   | { readonly kind: "terminated" }
   | { readonly kind: "stopped"; readonly error: { name: string; message: string } }
-  | { readonly kind: "died"; readonly error: { name: string; message: string } };
+  | {
+    readonly kind: "died";
+    readonly error: { name: string; message: string };
+    /** Set when the backend ended it on purpose; absent when the worker died by itself. */
+    readonly cause?: KillCause;
+  };
+
+/** Why a kernel failed, as `onKernelFailure` listeners hear it. */
+export type FailureCause = "died" | "stop" | "escalate" | KillCause;
 
 /** What a backend gives the handle of a kernel it launched. */
 export interface KernelSite {
@@ -63,8 +90,15 @@ export interface KernelSite {
   readonly exit: Promise<KernelExit>;
   /** Frees what the backend holds for the kernel (worker, routing entry). Idempotent. */
   dispose(): void;
-  /** Told when the kernel fails (worker died, or supervision stopped it). */
-  onFailure(error: KernelFailedError, supervision: "stop" | "escalate" | "died"): void;
+  /** Told when the kernel fails (worker died, supervision stopped it, killed). */
+  onFailure(error: KernelFailedError, cause: FailureCause): void;
+  /**
+   * Told of every lifecycle transition the handle observes, in order (for the runtime's event
+   * stream). `reason` is set for failures.
+   */
+  onStateChange?(from: KernelState, to: KernelState, reason?: string): void;
+  /** Ends the kernel's execution now (force-kills its worker); its exit settles as `died`. */
+  kill?(reason: string, cause: KillCause): void;
 }
 
 /** Options of `send`. */
@@ -73,6 +107,11 @@ export interface SendOptions {
   priority?: number;
   /** How long to wait for room in a full input queue (default 1000 ms); then `QueueFullError`. */
   timeoutMs?: number;
+  /**
+   * Write a CRC32C into each envelope (`EnvelopeFlag.HasChecksum`); the kernel verifies it before
+   * the handler sees the message (default false).
+   */
+  checksum?: boolean;
 }
 
 /** Options of `request`. */
@@ -88,6 +127,38 @@ export interface TerminateOptions {
    * false: it exits at once and the messages left are returned in the report.
    */
   drain?: boolean;
+  /**
+   * Force-kill the kernel's worker when it has not stopped this many milliseconds after the
+   * request (a handler stuck in an endless loop). The kernel then ends `Failed`, pending requests
+   * are rejected with `KernelFailedError`, and so is `terminate` itself; the unhandled envelopes
+   * are in `handle.unhandled`. Default: wait as long as it takes.
+   */
+  timeoutMs?: number;
+}
+
+/**
+ * `sendMany` accepted only a prefix of its messages: the first {@linkcode accepted} are in the
+ * kernel's input queue (in order) and will be handled; the others were not sent and are the
+ * caller's to retry. `code` is that of {@linkcode cause}: `E_QUEUE_FULL` when the queue stayed
+ * full for `timeoutMs`, `E_INVALID_STATE` / `E_KERNEL_FAILED` when the kernel ended meanwhile,
+ * or a schema or validation code when message `accepted` could not be encoded.
+ */
+export class PartialSendError extends RingKernelError {
+  /** How many messages (a prefix of the array) were accepted. */
+  readonly accepted: number;
+  /** How many were not. */
+  readonly rejected: number;
+
+  /** Wraps the error that stopped `sendMany` after `accepted` of `total` messages. */
+  constructor(kernelId: string, accepted: number, total: number, cause: RingKernelError) {
+    super(
+      cause.code,
+      `kernel ${kernelId} accepted ${accepted} of ${total} messages: ${cause.message}`,
+      { cause },
+    );
+    this.accepted = accepted;
+    this.rejected = total - accepted;
+  }
 }
 
 /** What `terminate` reports. */
@@ -128,6 +199,15 @@ const HOST_SPIN_MS = 0.05;
 const PUMP_SLICE_MS = 250;
 
 const decoder = new TextDecoder();
+
+function checkMax(max: number): void {
+  if (!Number.isSafeInteger(max) || max < 1) {
+    throw new ValidationError(
+      ErrorCode.InvalidArgument,
+      `max must be a positive integer, got ${max}`,
+    );
+  }
+}
 
 /**
  * A launched kernel. Get one from `runtime.launch(...)` or `runtime.getKernel(id)`.
@@ -182,6 +262,8 @@ export class KernelHandle<
   #lateReplies = 0;
   #exitHandled: Promise<void>;
   #returned: Uint8Array[] = [];
+  #reported: KernelState = KernelState.Created;
+  #batchBuf: Uint8Array | undefined;
 
   /** Made by a backend's `launch`. */
   constructor(
@@ -202,6 +284,16 @@ export class KernelHandle<
     const out = site.mem.output;
     this.#outHeader = new Int32Array(out.buffer, out.byteOffset, 128);
     this.#exitHandled = site.exit.then((exit) => this.#onExit(exit));
+    // The backend hands the handle over once the kernel reported ready, i.e. Launched.
+    this.#report(KernelState.Launched);
+  }
+
+  /** Emits a transition to `to` from the last state reported (once per change). */
+  #report(to: KernelState, reason?: string): void {
+    const from = this.#reported;
+    if (from === to) return;
+    this.#reported = to;
+    this.#site.onStateChange?.(from, to, reason);
   }
 
   // ------------------------------------------------------------------------------ lifecycle
@@ -222,6 +314,7 @@ export class KernelHandle<
     this.#mem.cb.requestActivate();
     ringAlways(this.#mem.words);
     await this.#awaitState(KernelState.Active);
+    this.#report(KernelState.Active);
   }
 
   /** Pauses processing; incoming messages are kept until `activate`. Legal from `Active`. */
@@ -230,34 +323,52 @@ export class KernelHandle<
     this.#mem.cb.requestDeactivate();
     ringAlways(this.#mem.words);
     await this.#awaitState(KernelState.Deactivated);
+    this.#report(KernelState.Deactivated);
   }
 
   /**
    * Stops the kernel and frees its worker. By default it first handles every queued message
    * (replies reach their requesters); with `{ drain: false }` the queued messages are returned
    * in the report instead. Requests still unanswered afterwards are rejected with
-   * `InvalidStateError`. Legal from `Launched`, `Active` and `Deactivated`.
+   * `InvalidStateError`. Legal from `Launched`, `Active` and `Deactivated`. With `timeoutMs`, a
+   * kernel that has not stopped in time is force-killed and `terminate` rejects with
+   * `KernelFailedError` (see {@linkcode TerminateOptions.timeoutMs}).
    */
   async terminate(options: TerminateOptions = {}): Promise<TerminateReport> {
     this.#expect("terminate", [KernelState.Launched, KernelState.Active, KernelState.Deactivated]);
     if (this.#terminating) {
       throw new InvalidStateError(ErrorCode.InvalidState, `kernel ${this.id} is terminating`);
     }
+    const timeoutMs = options.timeoutMs;
+    if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        `terminate timeoutMs must be a non-negative number, got ${timeoutMs}`,
+      );
+    }
     this.#terminating = true;
+    this.#report(KernelState.Terminating);
     Atomics.store(this.#mem.words, KernelWord.terminateMode, options.drain === false ? 0 : 1);
     this.#mem.cb.requestTerminate();
     ringAlways(this.#mem.words);
+    const killer = timeoutMs === undefined ? undefined : setTimeout(() => {
+      this.#site.kill?.(`did not stop within ${timeoutMs} ms of terminate`, "killed");
+    }, timeoutMs);
     // Read outputs while it drains, so a full output queue cannot stall the drain.
     let done = false;
     const exited = this.#exitHandled.then(() => {
       done = true;
       this.#kick();
     });
-    while (!done) {
-      this.#drainOutput();
-      await this.#waitOutput(PUMP_SLICE_MS, () => done);
+    try {
+      while (!done) {
+        this.#drainOutput();
+        await this.#waitOutput(PUMP_SLICE_MS, () => done);
+      }
+      await exited;
+    } finally {
+      clearTimeout(killer);
     }
-    await exited;
     if (this.#failure !== undefined) throw this.#failure;
     return { returned: this.#returned, processed: this.#mem.cb.processed };
   }
@@ -307,19 +418,29 @@ export class KernelHandle<
       this.#terminal = KernelState.Terminated;
     } else {
       this.#terminal = KernelState.Failed;
+      // A dead or killed worker could not store it; senders must see the kernel gone from now on.
       if (exit.kind === "died") cb.state = KernelState.Failed;
-      const what = exit.kind === "died" ? "its worker died" : "supervision stopped it";
+      const what = exit.kind === "stopped"
+        ? "supervision stopped it"
+        : exit.cause === "watchdog"
+        ? "its watchdog fired"
+        : exit.cause === "killed"
+        ? "its worker was killed"
+        : "its worker died";
       this.#failure = new KernelFailedError(
         this.id,
         `${what}: ${exit.error.name}: ${exit.error.message}`,
       );
     }
+    // The state is gone (Terminated or Failed) now: wait out any producer that passed its check
+    // before, so what it enqueued is collected below rather than stranded.
+    await quiesceSenders(this.#mem);
+    this.#drainOutput();
     this.#returned = [
       ...this.#mem.high.dequeueMany(Infinity),
-      ...this.#mem.normal.dequeueMany(
-        Infinity,
-      ),
+      ...this.#mem.normal.dequeueMany(Infinity),
     ];
+    this.#report(this.#terminal, this.#failure?.message);
     const reason = this.#failure ??
       new InvalidStateError(ErrorCode.InvalidState, `kernel ${this.id} terminated`);
     for (const [id, p] of this.#pending) {
@@ -335,13 +456,22 @@ export class KernelHandle<
     await this.#pump;
     this.#site.dispose();
     if (this.#failure !== undefined) {
-      const cause = exit.kind === "died"
-        ? "died"
+      const cause: FailureCause = exit.kind === "died"
+        ? exit.cause ?? "died"
         : this.options.supervision === "escalate"
         ? "escalate"
         : "stop";
       this.#site.onFailure(this.#failure, cause);
     }
+  }
+
+  /**
+   * Envelopes that were still in the input queue when the kernel ended and were not handled (the
+   * same list as the terminate report's `returned`; also filled when the kernel failed or was
+   * killed). Empty while it runs.
+   */
+  get unhandled(): readonly Uint8Array[] {
+    return this.#returned;
   }
 
   /** Resolves once the handle has processed the kernel's exit (for the runtime's shutdown). */
@@ -376,12 +506,49 @@ export class KernelHandle<
     }
   }
 
-  async #enqueue(envelope: Uint8Array, priority: number, timeoutMs: number): Promise<void> {
+  #goneError(): Error {
+    return this.#failure ??
+      new InvalidStateError(
+        ErrorCode.InvalidState,
+        `kernel ${this.id} is ${kernelStateName(this.state())}`,
+      );
+  }
+
+  #enqueue(envelope: Uint8Array, priority: number, timeoutMs: number): Promise<void> {
     const lane = priority >= Priority.High ? this.#mem.high : this.#mem.normal;
-    if (!lane.tryEnqueue(envelope)) {
+    return this.#enqueueLane(lane, envelope, timeoutMs, true);
+  }
+
+  /**
+   * Enqueues through the senders guard (see `enqueueGuarded`), waiting in slices for room and
+   * re-checking that the kernel still runs after each: a kernel that ends while we wait makes
+   * this throw instead of leaving the message in a queue nobody reads.
+   */
+  async #enqueueLane(
+    lane: MpscQueue,
+    envelope: Uint8Array,
+    timeoutMs: number,
+    copyToWait: boolean,
+  ): Promise<void> {
+    let r = enqueueGuarded(this.#mem, lane, envelope);
+    if (r === "full") {
       // The scratch buffer is reused by the next send: wait with a copy.
-      await lane.enqueue(envelope.slice(), { timeoutMs });
+      const bytes = copyToWait ? envelope.slice() : envelope;
+      const deadline = performance.now() + timeoutMs;
+      while (r === "full") {
+        const left = deadline - performance.now();
+        if (left <= 0) {
+          throw new QueueFullError(
+            ErrorCode.QueueFull,
+            `kernel ${this.id}'s input queue stayed full for ${timeoutMs} ms`,
+          );
+        }
+        await lane.waitForSpaceAsync(Math.min(left, PUMP_SLICE_MS));
+        this.#checkOpen();
+        r = enqueueGuarded(this.#mem, lane, bytes);
+      }
     }
+    if (r === "gone") throw this.#goneError();
     ringForData(this.#mem.words);
   }
 
@@ -400,8 +567,80 @@ export class KernelHandle<
       destKernel: this.numericId,
       timestamp: this.#clock.tick(),
       priority,
-    });
+    }, { checksum: options.checksum === true });
     await this.#enqueue(this.#scratch.subarray(0, n), priority, options.timeoutMs ?? 1000);
+  }
+
+  /**
+   * Sends `messages` in order, like `send` for each, but with as few queue publications as
+   * possible: they are encoded into a staging buffer a queue's worth at a time and each run goes
+   * in with one reservation (one tail CAS) and one doorbell check. Waits up to `timeoutMs`
+   * (default 1000) in total for room whenever the input queue is full.
+   *
+   * Resolves with `messages.length` once every message is in the queue. It never drops a message
+   * silently: when it cannot place them all it rejects — with the plain error (`QueueFullError`,
+   * `InvalidStateError`, a schema error, ...) when none was accepted, or with
+   * {@linkcode PartialSendError} whose `accepted` says how many (a prefix, in order) are in the
+   * queue and will be handled; `messages.slice(accepted)` were not sent. Wrong types are checked
+   * for all messages before any is sent (`ValidationError` `E_WRONG_MESSAGE_TYPE`).
+   */
+  async sendMany(messages: readonly Message<I>[], options: SendOptions = {}): Promise<number> {
+    this.#checkOpen();
+    for (const m of messages) this.#checkType(m);
+    const total = messages.length;
+    const priority = options.priority ?? Priority.Normal;
+    const timeoutMs = options.timeoutMs ?? 1000;
+    const lane = priority >= Priority.High ? this.#mem.high : this.#mem.normal;
+    const slot = this.#mem.layout.slotSize;
+    const chunk = Math.min(lane.capacity, total);
+    if (this.#batchBuf === undefined || this.#batchBuf.length < chunk * slot) {
+      this.#batchBuf = new Uint8Array(chunk * slot);
+    }
+    const buf = this.#batchBuf;
+    const encode = { checksum: options.checksum === true };
+    const deadline = performance.now() + timeoutMs;
+    let accepted = 0;
+    try {
+      while (accepted < total) {
+        const k = Math.min(chunk, total - accepted);
+        const views: Uint8Array[] = new Array(k);
+        for (let j = 0; j < k; j++) {
+          const at = j * slot;
+          const n = writeMessage(buf, at, messages[accepted + j], {
+            destKernel: this.numericId,
+            timestamp: this.#clock.tick(),
+            priority,
+          }, encode);
+          views[j] = buf.subarray(at, at + n);
+        }
+        let done = 0;
+        while (done < k) {
+          const got = enqueueManyGuarded(this.#mem, lane, done === 0 ? views : views.slice(done));
+          if (got < 0) throw this.#goneError();
+          if (got > 0) {
+            done += got;
+            accepted += got;
+            ringForData(this.#mem.words);
+            continue;
+          }
+          const left = deadline - performance.now();
+          if (left <= 0) {
+            throw new QueueFullError(
+              ErrorCode.QueueFull,
+              `kernel ${this.id}'s input queue stayed full for ${timeoutMs} ms`,
+            );
+          }
+          await lane.waitForSpaceAsync(Math.min(left, PUMP_SLICE_MS));
+          this.#checkOpen();
+        }
+      }
+    } catch (e) {
+      if (accepted > 0 && e instanceof RingKernelError) {
+        throw new PartialSendError(this.id, accepted, total, e);
+      }
+      throw e;
+    }
+    return total;
   }
 
   /**
@@ -412,42 +651,50 @@ export class KernelHandle<
   async sendEnvelope(envelope: Uint8Array, options: { timeoutMs?: number } = {}): Promise<void> {
     this.#checkOpen();
     const lane = laneFor(this.#route, envelope);
-    if (!lane.tryEnqueue(envelope)) {
-      await lane.enqueue(envelope, { timeoutMs: options.timeoutMs ?? 1000 });
-    }
-    ringForData(this.#mem.words);
+    await this.#enqueueLane(lane, envelope, options.timeoutMs ?? 1000, false);
   }
 
   /**
-   * Sends `message` as a request and resolves with the reply's fields (undefined when the
-   * handler returned nothing). Rejects with `TimeoutError` after `timeoutMs` (default 5000): a
-   * reply that arrives later is counted (`metrics().lateReplies`) and dropped, never given to
-   * another caller. Rejects with `HandlerError` when the handler threw, `KernelFailedError` when
-   * the kernel failed first, `QueueFullError` when the input queue stayed full for `timeoutMs`,
-   * and like `send` for a wrong type, an oversized message or a kernel that is not running.
+   * Sends a raw envelope as a request and resolves with the reply, like `request`. The envelope
+   * must carry `EnvelopeFlag.Request`; its own `messageId` is the correlation id, so it must not
+   * equal one of this handle's pending requests (`ValidationError` `E_INVALID_ARGUMENT`). Use it
+   * for envelopes built elsewhere, e.g. with a checksum: a kernel that finds the checksum wrong
+   * answers with `DecodeError` `E_DECODE_CHECKSUM`. The reply is decoded with the kernel's output
+   * schema (undefined for the passthrough kernel, which has none).
    */
-  async request(
-    message: Message<I>,
-    options: RequestOptions = {},
+  async requestEnvelope(
+    envelope: Uint8Array,
+    options: { timeoutMs?: number } = {},
   ): Promise<InferFields<O> | undefined> {
     this.#checkOpen();
-    this.#checkType(message);
-    const id = this.#nextId++;
-    const priority = options.priority ?? Priority.Normal;
+    const lane = laneFor(this.#route, envelope);
+    const dv = new DataView(envelope.buffer, envelope.byteOffset, envelope.length);
+    if ((dv.getUint16(EnvelopeOffset.flags, true) & EnvelopeFlag.Request) === 0) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        "requestEnvelope needs an envelope with the Request flag",
+      );
+    }
+    const id = dv.getBigUint64(EnvelopeOffset.messageId, true);
+    if (this.#pending.has(id)) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        `request ${id} is already pending on kernel ${this.id}`,
+      );
+    }
     const timeoutMs = options.timeoutMs ?? 5000;
+    const promise = this.#register(id, this.definition.output, timeoutMs);
+    await this.#sendRequest(id, () => this.#enqueueLane(lane, envelope, timeoutMs, false));
+    return await promise;
+  }
+
+  /** Registers a pending request; it is rejected with `TimeoutError` after `timeoutMs`. */
+  #register(
+    id: bigint,
+    schema: MessageSchema | undefined,
+    timeoutMs: number,
+  ): Promise<InferFields<O> | undefined> {
     const started = performance.now();
-    const n = writeMessage(this.#scratch, 0, message, {
-      flags: EnvelopeFlag.Request,
-      messageId: id,
-      destKernel: this.numericId,
-      timestamp: this.#clock.tick(),
-      priority,
-    });
-    const schema = (this.definition.output ??
-      (this.definition.builtin === "passthrough" ? message.schema : undefined)) as
-        | MessageSchema
-        | undefined;
-    // Registered before the message is queued, so an exit that races the enqueue rejects it.
     const promise = new Promise<InferFields<O> | undefined>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
@@ -467,11 +714,15 @@ export class KernelHandle<
         timer,
       });
     });
-    // It may settle while the enqueue below still waits for room: mark it handled meanwhile.
+    // It may settle while the enqueue still waits for room: mark it handled meanwhile.
     promise.catch(() => undefined);
+    return promise;
+  }
+
+  /** Runs the enqueue of request `id`; a failed enqueue unregisters it. Starts the pump. */
+  async #sendRequest(id: bigint, enqueue: () => Promise<void>): Promise<void> {
     try {
-      // Waiting for room counts against the same timeout as waiting for the reply.
-      await this.#enqueue(this.#scratch.subarray(0, n), priority, timeoutMs);
+      await enqueue();
     } catch (e) {
       const p = this.#pending.get(id);
       if (p !== undefined) {
@@ -481,6 +732,45 @@ export class KernelHandle<
       throw e;
     }
     this.#startPump();
+  }
+
+  /**
+   * Sends `message` as a request and resolves with the reply's fields (undefined when the
+   * handler returned nothing). Rejects with `TimeoutError` after `timeoutMs` (default 5000): a
+   * reply that arrives later is counted (`metrics().lateReplies`) and dropped, never given to
+   * another caller. Rejects with `HandlerError` when the handler threw, `KernelFailedError` when
+   * the kernel failed first, `QueueFullError` when the input queue stayed full for `timeoutMs`,
+   * and like `send` for a wrong type, an oversized message or a kernel that is not running.
+   */
+  async request(
+    message: Message<I>,
+    options: RequestOptions = {},
+  ): Promise<InferFields<O> | undefined> {
+    this.#checkOpen();
+    this.#checkType(message);
+    // Skip ids a raw-envelope request (requestEnvelope) holds.
+    let id = this.#nextId++;
+    while (this.#pending.has(id)) id = this.#nextId++;
+    const priority = options.priority ?? Priority.Normal;
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const n = writeMessage(this.#scratch, 0, message, {
+      flags: EnvelopeFlag.Request,
+      messageId: id,
+      destKernel: this.numericId,
+      timestamp: this.#clock.tick(),
+      priority,
+    }, { checksum: options.checksum === true });
+    const schema = (this.definition.output ??
+      (this.definition.builtin === "passthrough" ? message.schema : undefined)) as
+        | MessageSchema
+        | undefined;
+    // Registered before the message is queued, so an exit that races the enqueue rejects it.
+    const promise = this.#register(id, schema, timeoutMs);
+    // Waiting for room counts against the same timeout as waiting for the reply.
+    await this.#sendRequest(
+      id,
+      () => this.#enqueue(this.#scratch.subarray(0, n), priority, timeoutMs),
+    );
     return await promise;
   }
 
@@ -490,6 +780,27 @@ export class KernelHandle<
   tryReceive(): KernelOutput<O> | undefined {
     if (this.#outputs.length === 0) this.#drainOutput();
     return this.#outputs.shift();
+  }
+
+  /**
+   * Up to `max` outputs that are ready now, oldest first (possibly none). The output queue is
+   * drained in batches: one head store per batch, payloads read in place and copied once.
+   */
+  tryReceiveMany(max: number): KernelOutput<O>[] {
+    checkMax(max);
+    if (this.#outputs.length < max) this.#drainOutput();
+    return this.#outputs.splice(0, max);
+  }
+
+  /**
+   * Up to `max` outputs, oldest first: waits up to `timeoutMs` (default 5000) for the first,
+   * then takes whatever else is ready without waiting. Rejects like `receive`.
+   */
+  async receiveMany(max: number, options: { timeoutMs?: number } = {}): Promise<KernelOutput<O>[]> {
+    const ready = this.tryReceiveMany(max);
+    if (ready.length > 0) return ready;
+    const first = await this.receive(options);
+    return max === 1 ? [first] : [first, ...this.tryReceiveMany(max - 1)];
   }
 
   /**
@@ -580,19 +891,24 @@ export class KernelHandle<
     Atomics.notify(this.#outHeader, QueueWord.dataSignal);
   }
 
-  /** Moves every ready output to its requester or the output list; returns how many. */
+  /**
+   * Moves every ready output to its requester or the output list; returns how many. Reads each
+   * batch in place (`peek`) and releases it with one `consume`.
+   */
   #drainOutput(): number {
     const out = this.#mem.output;
-    let n = 0;
+    let total = 0;
     for (;;) {
-      const bytes = out.peek(0);
-      if (bytes === undefined) return n;
+      const n = out.available();
+      if (n === 0) return total;
+      let j = 0;
       try {
-        this.#dispatch(bytes);
+        for (; j < n; j++) this.#dispatch(out.peek(j)!);
       } finally {
-        out.consume(1);
+        // On a throw, the message that threw is released with those before it.
+        out.consume(j < n ? j + 1 : n);
       }
-      n++;
+      total += n;
     }
   }
 
@@ -610,14 +926,25 @@ export class KernelHandle<
       if ((header.flags & EnvelopeFlag.Error) !== 0 || header.typeId === ERROR_REPLY_TYPE_ID) {
         let name = "Error";
         let message = "";
+        let code: string | undefined;
         try {
-          const parsed = JSON.parse(decoder.decode(payload)) as { name?: string; message?: string };
+          const parsed = JSON.parse(decoder.decode(payload)) as {
+            name?: string;
+            message?: string;
+            code?: string;
+          };
           name = String(parsed.name ?? name);
           message = String(parsed.message ?? "");
+          code = parsed.code;
         } catch {
           message = "(error text cut off)";
         }
-        p.reject(new HandlerError(this.id, name, message));
+        // Only the kernel loop sets `code` (handler errors carry name and message only).
+        if (code === ErrorCode.DecodeChecksum) {
+          p.reject(new DecodeError(ErrorCode.DecodeChecksum, EnvelopeOffset.checksum, message));
+        } else {
+          p.reject(new HandlerError(this.id, name, message));
+        }
       } else if (header.typeId === EMPTY_REPLY_TYPE_ID) {
         p.resolve(undefined);
       } else {

@@ -48,6 +48,14 @@ export const KernelWord = {
   k2kNotFound: 7,
   /** Set by the host before a terminate command: 1 drain the input first, 0 leave it. */
   terminateMode: 8,
+  /**
+   * Producers between their "is the kernel gone?" check and the end of their enqueue (see
+   * `enqueueGuarded` in k2k.ts). Whoever collects a dead kernel's leftovers waits for it to be 0
+   * first, so a send racing a terminate is either refused or collected, never stranded.
+   */
+  senders: 9,
+  /** Messages dropped because their checksum did not match (also counted in `dropped`). */
+  corrupt: 10,
 } as const;
 
 /**

@@ -79,6 +79,7 @@ interface Fields {
   autoActivate: boolean;
   k2k: boolean;
   supervision: Supervision;
+  heartbeatTimeoutMs: number | undefined;
 }
 
 const DEFAULTS: Fields = {
@@ -92,6 +93,7 @@ const DEFAULTS: Fields = {
   autoActivate: true,
   k2k: true,
   supervision: "resume",
+  heartbeatTimeoutMs: undefined,
 };
 
 function positiveInt(name: string, value: number, max: number): void {
@@ -147,6 +149,13 @@ export class LaunchOptions {
   readonly k2k: boolean;
   /** What a handler failure does. */
   readonly supervision: Supervision;
+  /**
+   * Watchdog: a kernel that neither beats (its loop bumps the control block's heartbeat before
+   * every message and every idle turn) nor is parked for longer than this many milliseconds is
+   * declared `Failed` (`KernelFailedError`, failure cause `watchdog`) and its worker killed.
+   * Undefined (the default): no watchdog.
+   */
+  readonly heartbeatTimeoutMs: number | undefined;
 
   private constructor(fields: Fields) {
     this.inputCapacity = fields.inputCapacity;
@@ -159,6 +168,7 @@ export class LaunchOptions {
     this.autoActivate = fields.autoActivate;
     this.k2k = fields.k2k;
     this.supervision = fields.supervision;
+    this.heartbeatTimeoutMs = fields.heartbeatTimeoutMs;
     Object.freeze(this);
   }
 
@@ -183,6 +193,7 @@ export class LaunchOptions {
       autoActivate: this.autoActivate,
       k2k: this.k2k,
       supervision: this.supervision,
+      heartbeatTimeoutMs: this.heartbeatTimeoutMs,
     };
   }
 
@@ -254,6 +265,22 @@ export class LaunchOptions {
   /** Sets whether the kernel takes part in kernel-to-kernel messaging (default on). */
   withK2k(enabled: boolean): LaunchOptions {
     return this.#with({ k2k: enabled });
+  }
+
+  /**
+   * Turns the heartbeat watchdog on (see {@linkcode heartbeatTimeoutMs}): `timeoutMs` from 10 ms
+   * to 24 h. A kernel parked waiting for work never trips it; one stuck in a handler (an endless
+   * loop) or whose worker ended without a word (a Deno worker calling `self.close()`) does. Pick
+   * a timeout above the longest handler call you expect.
+   */
+  withHeartbeatTimeout(timeoutMs: number): LaunchOptions {
+    if (!(Number.isFinite(timeoutMs) && timeoutMs >= 10 && timeoutMs <= 86_400_000)) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        `heartbeat timeout must be from 10 ms to 24 h, got ${timeoutMs}`,
+      );
+    }
+    return this.#with({ heartbeatTimeoutMs: timeoutMs });
   }
 
   /** Sets what a handler failure does (see {@linkcode Supervision}). */

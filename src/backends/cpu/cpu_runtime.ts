@@ -19,6 +19,7 @@ import {
 } from "../../core/errors.ts";
 import { ENVELOPE_HEADER_BYTES } from "../../core/envelope.ts";
 import { HlcClock } from "../../core/hlc.ts";
+import { KernelState } from "../../core/control_block.ts";
 import type { FieldsSpec } from "../../core/schema.ts";
 import type {
   ConcreteBackend,
@@ -35,11 +36,23 @@ import {
 import {
   type KernelExit,
   KernelHandle,
+  type KillCause,
   type TerminateReport,
 } from "../../runtime/kernel_handle.ts";
-import { kernelLayout, KernelMemory, KernelWord } from "../../runtime/kernel_memory.ts";
+import { kernelLayout, KernelMemory, KernelWord, Sleeping } from "../../runtime/kernel_memory.ts";
 import { LaunchOptions, schedulingFor } from "../../runtime/launch_options.ts";
-import { type KernelMetrics, type RuntimeMetrics, runtimeTotals } from "../../runtime/telemetry.ts";
+import {
+  type EventStreamOptions,
+  type KernelMetrics,
+  kernelStateName,
+  prometheusText,
+  type RuntimeMetrics,
+  runtimeTotals,
+  TelemetryEvents,
+  type TelemetryEventStream,
+  type TelemetryListener,
+} from "../../runtime/telemetry.ts";
+import { loadSimdModule } from "./simd_core.ts";
 import {
   RUNTIME_WORDS_BYTES,
   RuntimeWord,
@@ -57,8 +70,19 @@ interface Entry {
   worker: Worker;
   route: Route;
   k2k: boolean;
-  kill(reason: string): void;
+  kill(reason: string, cause: KillCause): void;
+  /** Heartbeat watchdog state, for kernels launched with a heartbeat timeout. */
+  watch: Watch | undefined;
 }
+
+interface Watch {
+  readonly timeoutMs: number;
+  lastBeat: number;
+  lastSeen: number;
+  fired: boolean;
+}
+
+const ENDED: readonly KernelState[] = [KernelState.Terminated, KernelState.Failed];
 
 /** Options of {@linkcode CpuRuntime.create}. */
 export interface CpuRuntimeOptions {
@@ -93,9 +117,12 @@ export class CpuRuntime implements KernelRuntime {
   readonly #failureListeners = new Set<(event: KernelFailureEvent) => void>();
   readonly #retired = { processed: 0, dropped: 0, errors: 0 };
   readonly #retiredK2k: K2kCounters = { sent: 0, delivered: 0, queueFull: 0, notFound: 0 };
+  readonly #events = new TelemetryEvents();
   #epoch = 0;
   #nextNumericId = 1;
   #shutdown = false;
+  #watchTimer: ReturnType<typeof setInterval> | undefined;
+  #watchPeriod = Infinity;
 
   private constructor(options: CpuRuntimeOptions) {
     this.backendNotes = Object.freeze([...(options.backendNotes ?? [])]);
@@ -198,6 +225,8 @@ export class CpuRuntime implements KernelRuntime {
       buffer: mem.buffer,
       layout,
     };
+    // Compiled once per process (cached), instantiated once in each kernel's worker.
+    const simdModule = await loadSimdModule();
     const worker = new Worker(WORKER_URL, { type: "module", name: `ringkernel:${def.id}` });
     let settleExit!: (exit: KernelExit) => void;
     const exit = new Promise<KernelExit>((resolve) => {
@@ -263,6 +292,7 @@ export class CpuRuntime implements KernelRuntime {
       runtimeWords: this.#runtimeWords,
       routes: this.#routeInits(),
       epoch: this.#epoch,
+      simdModule,
     };
     worker.postMessage(init);
     try {
@@ -272,6 +302,11 @@ export class CpuRuntime implements KernelRuntime {
       throw e;
     }
     const route = new Route(routeInit);
+    const kill = (reason: string, cause: KillCause) => {
+      killWorker();
+      const name = cause === "watchdog" ? "HeartbeatTimeout" : "Killed";
+      settleExit({ kind: "died", error: { name, message: reason }, cause });
+    };
     const handle = new KernelHandle(def, options, {
       mem,
       route: routeInit,
@@ -281,20 +316,85 @@ export class CpuRuntime implements KernelRuntime {
         this.#retire(def.id);
       },
       onFailure: (error, cause) => this.#emitFailure({ kernelId: def.id, error, cause }),
+      onStateChange: (from, to, reason) => {
+        this.#events.emit({
+          kernelId: def.id,
+          from: kernelStateName(from),
+          to: kernelStateName(to),
+          hlc: this.#clock.tick(),
+          ...(reason === undefined ? {} : { reason }),
+        });
+      },
+      kill,
     }, this.#clock);
+    const timeoutMs = options.heartbeatTimeoutMs;
     this.#kernels.set(def.id, {
       handle,
       worker,
       route,
       k2k: options.k2k,
-      kill: (reason) => {
-        killWorker();
-        settleExit({ kind: "died", error: { name: "Killed", message: reason } });
+      kill,
+      watch: timeoutMs === undefined ? undefined : {
+        timeoutMs,
+        lastBeat: mem.cb.heartbeat,
+        lastSeen: performance.now(),
+        fired: false,
       },
     });
+    if (timeoutMs !== undefined) this.#watchEvery(timeoutMs);
     this.#publishRoutes();
     if (options.autoActivate) await handle.activate();
     return handle;
+  }
+
+  /**
+   * Runs the heartbeat watchdog at least every `timeoutMs / 4` (5..250 ms). One interval for the
+   * whole runtime, unref'd (the kernels' workers keep the process alive, not the watchdog), and
+   * stopped as soon as no watched kernel is left.
+   */
+  #watchEvery(timeoutMs: number): void {
+    const period = Math.min(250, Math.max(5, Math.floor(timeoutMs / 4)));
+    if (period >= this.#watchPeriod) return;
+    this.#stopWatchdog();
+    this.#watchPeriod = period;
+    const timer = setInterval(() => this.#watchTick(), period);
+    const deno = (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno;
+    if (typeof timer === "number") deno?.unrefTimer(timer);
+    else (timer as { unref?(): void }).unref?.();
+    this.#watchTimer = timer;
+  }
+
+  #stopWatchdog(): void {
+    clearInterval(this.#watchTimer);
+    this.#watchTimer = undefined;
+    this.#watchPeriod = Infinity;
+  }
+
+  /**
+   * A kernel is alive while it is parked (its `sleeping` word is set: it waits for work, which
+   * may take forever) or its heartbeat moves; one that does neither for its timeout is killed.
+   */
+  #watchTick(): void {
+    const now = performance.now();
+    let watched = 0;
+    for (const e of this.#kernels.values()) {
+      const w = e.watch;
+      if (w === undefined || w.fired || ENDED.includes(e.handle.state())) continue;
+      watched++;
+      const mem = e.route.mem;
+      const beat = mem.cb.heartbeat;
+      if (Atomics.load(mem.words, KernelWord.sleeping) !== Sleeping.No || beat !== w.lastBeat) {
+        w.lastBeat = beat;
+        w.lastSeen = now;
+      } else if (now - w.lastSeen > w.timeoutMs) {
+        w.fired = true;
+        e.kill(
+          `no heartbeat for ${Math.round(now - w.lastSeen)} ms (limit ${w.timeoutMs} ms)`,
+          "watchdog",
+        );
+      }
+    }
+    if (watched === 0) this.#stopWatchdog();
   }
 
   #routeInits(): RouteInit[] {
@@ -387,6 +487,21 @@ export class CpuRuntime implements KernelRuntime {
     return () => this.#failureListeners.delete(listener);
   }
 
+  /** See {@linkcode KernelRuntime.events}. */
+  events(options?: EventStreamOptions): TelemetryEventStream {
+    return this.#events.events(options);
+  }
+
+  /** See {@linkcode KernelRuntime.onStateChange}. */
+  onStateChange(listener: TelemetryListener): () => void {
+    return this.#events.on(listener);
+  }
+
+  /** See {@linkcode KernelRuntime.metricsText}. */
+  metricsText(): string {
+    return prometheusText(this.metrics(), this.kernelMetrics());
+  }
+
   /**
    * Terminates every kernel (queued messages are returned unless `drain`), kills any worker that
    * does not stop within `timeoutMs`, and frees everything. A second call throws
@@ -401,7 +516,7 @@ export class CpuRuntime implements KernelRuntime {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
-          e.kill(`did not stop within ${timeoutMs} ms of shutdown`);
+          e.kill(`did not stop within ${timeoutMs} ms of shutdown`, "killed");
           resolve();
         }, timeoutMs);
       });
@@ -422,6 +537,9 @@ export class CpuRuntime implements KernelRuntime {
       }
     }));
     this.#failureListeners.clear();
+    this.#stopWatchdog();
+    // Every kernel has settled, so its last transition is in; streams end after yielding it.
+    this.#events.close();
     return reports;
   }
 }

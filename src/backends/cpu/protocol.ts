@@ -53,6 +53,8 @@ export interface WorkerInit {
   readonly routes: readonly RouteInit[];
   /** Its epoch. */
   readonly epoch: number;
+  /** The compiled SIMD core (compiled once per process, instantiated once per worker). */
+  readonly simdModule: WebAssembly.Module;
 }
 
 /** Host → worker: the whole routing table, replacing the previous one. */
