@@ -136,16 +136,17 @@ export const NO_K2K: K2kMetrics = Object.freeze({
 export function runtimeTotals(
   kernels: readonly KernelMetrics[],
   k2k: K2kMetrics = NO_K2K,
-  retired: { processed: number; dropped: number; errors: number } = {
-    processed: 0,
-    dropped: 0,
-    errors: 0,
-  },
+  retired: RetiredTotals = { processed: 0, dropped: 0, errors: 0 },
 ): RuntimeMetrics {
   const byState = Object.fromEntries(KERNEL_STATE_NAMES.map((s) => [s, 0])) as Record<
     KernelStateName,
     number
   >;
+  // Kernels removed from the runtime still count in their final state (terminated or failed),
+  // so a failure stays visible after the failed kernel leaves listKernels().
+  for (const [state, n] of Object.entries(retired.kernels ?? {})) {
+    byState[state as KernelStateName] += n;
+  }
   let { processed, dropped, errors } = retired;
   for (const k of kernels) {
     byState[k.state]++;
@@ -154,6 +155,18 @@ export function runtimeTotals(
     errors += k.errors;
   }
   return { kernels: byState, processed, dropped, errors, k2k };
+}
+
+/** Counts of kernels the runtime no longer holds, added into {@linkcode runtimeTotals}. */
+export interface RetiredTotals {
+  /** Messages the retired kernels processed. */
+  processed: number;
+  /** Messages the retired kernels dropped. */
+  dropped: number;
+  /** Handler errors of the retired kernels. */
+  errors: number;
+  /** Retired kernels by their final state. */
+  kernels?: Partial<Record<KernelStateName, number>>;
 }
 
 /** The part of {@linkcode KernelMetrics} a control block holds. */

@@ -196,6 +196,8 @@ describe("handler failures and supervision", () => {
       assert.ok(k.failure instanceof KernelFailedError);
       assert.deepEqual(events.map((e) => [e.kernelId, e.cause]), [["thrower", "stop"]]);
       assert.deepEqual(rt.listKernels(), []);
+      // The failure stays visible in the runtime totals after the kernel leaves listKernels().
+      assert.equal(rt.metrics().kernels.failed, 1);
       await assert.rejects(k.send(Add.of({ value: 1 })), KernelFailedError);
       await assertUsable(rt);
     });

@@ -46,6 +46,7 @@ import {
   type KernelMetrics,
   kernelStateName,
   prometheusText,
+  type RetiredTotals,
   type RuntimeMetrics,
   runtimeTotals,
   TelemetryEvents,
@@ -115,7 +116,7 @@ export class CpuRuntime implements KernelRuntime {
   readonly #clock = new HlcClock(0);
   readonly #broker: K2kBroker;
   readonly #failureListeners = new Set<(event: KernelFailureEvent) => void>();
-  readonly #retired = { processed: 0, dropped: 0, errors: 0 };
+  readonly #retired: Required<RetiredTotals> = { processed: 0, dropped: 0, errors: 0, kernels: {} };
   readonly #retiredK2k: K2kCounters = { sent: 0, delivered: 0, queueFull: 0, notFound: 0 };
   readonly #events = new TelemetryEvents();
   #epoch = 0;
@@ -418,6 +419,7 @@ export class CpuRuntime implements KernelRuntime {
     this.#retired.processed += m.processed;
     this.#retired.dropped += m.dropped;
     this.#retired.errors += m.errors;
+    this.#retired.kernels[m.state] = (this.#retired.kernels[m.state] ?? 0) + 1;
     const k = this.#k2kOf(e);
     this.#retiredK2k.sent += k.sent;
     this.#retiredK2k.delivered += k.delivered;
