@@ -12,6 +12,7 @@ const suites: Record<string, () => Promise<{ run(): Promise<Record<string, unkno
   queue: () => import("./queue.ts"),
   pubsub: () => import("./pubsub.ts"),
   simd: () => import("./simd.ts"),
+  runtime: () => import("./runtime.ts"),
 };
 
 const args = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
