@@ -1,37 +1,38 @@
 /**
- * `deno task bench` (or `bun bench/main.ts`): every benchmark in one run, each comparing against
- * its baseline measured in the same run and writing `bench/results/<name>-<runtime>.json`.
+ * `deno task bench` (or `bun bench/main.ts`): every benchmark, each comparing against its baseline
+ * measured in the same run and writing `bench/results/<name>-<runtime>.json`.
  * Pass names to run a subset: `deno task bench queue pubsub`.
+ *
+ * Each suite runs in a process of its own: suites sharing one process disturb each other through
+ * JIT feedback and heap state (the batched SPSC figure dropped from ~100 to ~30 M/s when it ran
+ * after the envelope suite in the same isolate).
  * @module
  */
+import { spawnSync } from "node:child_process";
+import { argv, execPath } from "node:process";
+import { fileURLToPath } from "node:url";
 import { runtimeInfo } from "./harness.ts";
 
-const suites: Record<string, () => Promise<{ run(): Promise<Record<string, unknown>> }>> = {
-  hlc: () => import("./hlc.ts"),
-  envelope: () => import("./envelope.ts"),
-  queue: () => import("./queue.ts"),
-  pubsub: () => import("./pubsub.ts"),
-  simd: () => import("./simd.ts"),
-  runtime: () => import("./runtime.ts"),
-};
+const suites = ["hlc", "envelope", "queue", "pubsub", "simd", "runtime"];
 
-const args = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
-  (globalThis as { process?: { argv: string[] } }).process?.argv.slice(2) ?? [];
-const unknown = args.filter((a) => !(a in suites));
+const args = (globalThis as { Deno?: { args: string[] } }).Deno?.args ?? argv.slice(2);
+const unknown = args.filter((a) => !suites.includes(a));
 if (unknown.length > 0) {
-  console.error(
-    `unknown benchmark(s): ${unknown.join(", ")}; known: ${Object.keys(suites).join(", ")}`,
-  );
+  console.error(`unknown benchmark(s): ${unknown.join(", ")}; known: ${suites.join(", ")}`);
   throw new Error("bad arguments");
 }
-const selected = args.length > 0 ? args : Object.keys(suites);
+const selected = args.length > 0 ? args : suites;
 const info = runtimeInfo();
 console.log(
   `${info.runtime} ${info.version} (${info.engine}) on ${info.cpu}, ${info.cores} cores, ${info.date}`,
 );
+const failed: string[] = [];
 for (const name of selected) {
   console.log(`\n## ${name}`);
-  const suite = await suites[name]();
-  await suite.run();
+  const file = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));
+  const runArgs = info.runtime === "deno" ? ["run", "-A", file] : [file];
+  const r = spawnSync(execPath, runArgs, { stdio: "inherit" });
+  if (r.status !== 0) failed.push(name);
 }
 console.log(`\nresults written to bench/results/*-${info.runtime}.json`);
+if (failed.length > 0) throw new Error(`benchmark(s) failed: ${failed.join(", ")}`);
