@@ -230,17 +230,33 @@ test("examples/telemetry.ts: metrics, latency, Prometheus text, the state-change
   ]);
 });
 
-test("README.md: the first TypeScript example runs as printed", () => {
+test("README.md: every TypeScript block runs as printed", () => {
   const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-  const snippet = /```ts\n([\s\S]*?)```/.exec(readme)?.[1];
-  assert.ok(snippet, "README has a ```ts block");
+  const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.ok(blocks.length >= 3, "README has its example blocks");
+  const modUrl = new URL("../mod.ts", import.meta.url).href;
   const dir = mkdtempSync(join(tmpdir(), "rk-readme-"));
   try {
-    const file = join(dir, "hello.ts");
-    const modUrl = new URL("../mod.ts", import.meta.url).href;
-    writeFileSync(file, snippet.replace("jsr:@ringkernel/core", modUrl));
-    const out = runExample(file);
-    assert.match(out, /total: 5/);
+    const outputs = blocks.map((code, i) => {
+      const file = join(dir, `block${i}.ts`);
+      writeFileSync(
+        file,
+        code.replaceAll("jsr:@ringkernel/core", modUrl).replaceAll("./mod.ts", modUrl),
+      );
+      return runExample(file);
+    });
+    assert.match(outputs[0], /total: 5/);
+    const api = outputs.find((o) => o.includes("launched")) ?? "";
+    assert.match(api, /value: 10/);
+    assert.match(api, /value: 11/);
+    assert.match(api, /^true$/m);
+    assert.match(api, /^4 \{/m);
+    assert.match(api, /total: 12/);
+    assert.match(api, /ringkernel_kernels\{state=\\?"active\\?"\} 2/);
+    assert.match(
+      api,
+      /doubler:launched → doubler:active → doubler:terminating → doubler:terminated/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
