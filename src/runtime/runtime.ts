@@ -61,7 +61,7 @@ export class RuntimeBuilder {
  * await rt.shutdown();
  * ```
  */
-export const RingKernel = {
+export const RingKernel: { readonly builder: () => RuntimeBuilder } = {
   /** A new builder. */
   builder(): RuntimeBuilder {
     return new RuntimeBuilder();
