@@ -330,23 +330,34 @@ export class SharedHlcClock {
 
   /** Stamps the receipt of `remote`, as {@linkcode HlcClock.update}, with one CAS per attempt. */
   update(remote: HlcTimestamp): HlcTimestamp {
+    return issueFromWord(this.#merge(remote.physical, remote.toWord()), this.nodeId);
+  }
+
+  /**
+   * {@linkcode update} for a remote timestamp given as the two u32 words of
+   * {@linkcode HlcTimestamp.toWords} (as an envelope holds them), without building or issuing
+   * timestamp objects: a kernel does this for every message it takes.
+   */
+  updateFromWords(lo: number, hi: number): void {
+    this.#merge(hi * TWO_16 + (lo >>> 16), (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+  }
+
+  /** The CAS loop of `update`: merges remote word `rw` (physical part `remotePhysical`). */
+  #merge(remotePhysical: number, rw: bigint): bigint {
     const ptMs = this.#now();
-    const drift = remote.physical - ptMs;
+    const drift = remotePhysical - ptMs;
     if (drift > this.maxDriftMs) throw new ClockSkewError(drift, this.maxDriftMs);
     const pt = BigInt(ptMs) << 16n;
-    const rw = remote.toWord();
-    const rPhys = rw >> 16n;
+    // Physical parts compared as numbers (48 bits are exact): fewer bigint operations per call.
     for (;;) {
       const old = Atomics.load(this.#word, 0);
-      const oPhys = old >> 16n;
+      const oPhys = Number(old >> 16n);
       let next: bigint;
-      if (pt >> 16n > oPhys && pt >> 16n > rPhys) next = pt;
-      else if (oPhys === rPhys) next = (old > rw ? old : rw) + 1n;
-      else if (oPhys > rPhys) next = old + 1n;
+      if (ptMs > oPhys && ptMs > remotePhysical) next = pt;
+      else if (oPhys === remotePhysical) next = (old > rw ? old : rw) + 1n;
+      else if (oPhys > remotePhysical) next = old + 1n;
       else next = rw + 1n;
-      if (Atomics.compareExchange(this.#word, 0, old, next) === old) {
-        return issueFromWord(next, this.nodeId);
-      }
+      if (Atomics.compareExchange(this.#word, 0, old, next) === old) return next;
     }
   }
 }

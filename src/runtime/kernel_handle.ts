@@ -55,6 +55,7 @@ import {
   KernelWord,
   ringAlways,
   ringForData,
+  Sleeping,
 } from "./kernel_memory.ts";
 import type { LaunchOptions } from "./launch_options.ts";
 import { type KernelMetrics, kernelStateName } from "./telemetry.ts";
@@ -195,8 +196,19 @@ interface ReceiveWaiter {
 
 /** How long the pump spins on an empty output queue before it waits (latency vs CPU). */
 const HOST_SPIN_MS = 0.05;
+/**
+ * How long it spins instead while the kernel is awake with input queued: output is then due
+ * within a batch, and a wait would cost far more (the kernel's notify plus, under Deno, a slow
+ * `waitAsync` wake-up) than the spin. Bounded for handlers slower than that.
+ */
+const HOST_BUSY_SPIN_MS = 1;
 /** Longest single wait of the pump; it re-checks its waiters after each. */
 const PUMP_SLICE_MS = 250;
+/**
+ * Messages `sendMany` encodes before publishing them: small runs let the kernel start on the
+ * first while the host encodes the rest (one whole window first would leave it idle meanwhile).
+ */
+const SEND_RUN = 32;
 
 const decoder = new TextDecoder();
 
@@ -573,8 +585,8 @@ export class KernelHandle<
 
   /**
    * Sends `messages` in order, like `send` for each, but with as few queue publications as
-   * possible: they are encoded into a staging buffer a queue's worth at a time and each run goes
-   * in with one reservation (one tail CAS) and one doorbell check. Waits up to `timeoutMs`
+   * possible: they are encoded into a staging buffer 32 at a time (`SEND_RUN`) and each run
+   * goes in with one reservation (one tail CAS) and one doorbell check. Waits up to `timeoutMs`
    * (default 1000) in total for room whenever the input queue is full.
    *
    * Resolves with `messages.length` once every message is in the queue. It never drops a message
@@ -592,7 +604,7 @@ export class KernelHandle<
     const timeoutMs = options.timeoutMs ?? 1000;
     const lane = priority >= Priority.High ? this.#mem.high : this.#mem.normal;
     const slot = this.#mem.layout.slotSize;
-    const chunk = Math.min(lane.capacity, total);
+    const chunk = Math.min(lane.capacity, total, SEND_RUN);
     if (this.#batchBuf === undefined || this.#batchBuf.length < chunk * slot) {
       this.#batchBuf = new Uint8Array(chunk * slot);
     }
@@ -850,13 +862,14 @@ export class KernelHandle<
     try {
       while (this.#waiting() && this.#terminal === undefined) {
         if (this.#drainOutput() > 0) continue;
-        const until = performance.now() + HOST_SPIN_MS;
+        const start = performance.now();
         let ready = false;
-        while (performance.now() < until) {
+        for (let now = start; now - start < HOST_BUSY_SPIN_MS; now = performance.now()) {
           if (out.available(1) > 0) {
             ready = true;
             break;
           }
+          if (now - start >= HOST_SPIN_MS && !this.#kernelBusy()) break;
         }
         if (ready || !this.#waiting()) continue;
         await this.#waitOutput(PUMP_SLICE_MS, () => !this.#waiting());
@@ -865,6 +878,12 @@ export class KernelHandle<
       // Cleared in the same synchronous step that ends the loop (see #startPump).
       this.#pumping = false;
     }
+  }
+
+  /** True while the kernel is awake (not parked) and has input queued: output is on its way. */
+  #kernelBusy(): boolean {
+    return Atomics.load(this.#mem.words, KernelWord.sleeping) === Sleeping.No &&
+      this.#mem.inputDepth > 0;
   }
 
   /**

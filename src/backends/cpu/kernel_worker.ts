@@ -34,7 +34,7 @@ import {
   writeMessage,
 } from "../../core/envelope.ts";
 import { ErrorCode, InvalidStateError, ValidationError } from "../../core/errors.ts";
-import { HlcTimestamp, type SharedHlcClock } from "../../core/hlc.ts";
+import type { SharedHlcClock } from "../../core/hlc.ts";
 import type { FieldsSpec, Message } from "../../core/schema.ts";
 import { SimdCore } from "./simd_core.ts";
 import {
@@ -571,7 +571,7 @@ class KernelLoop {
     const hi = dv.getUint32(o + EnvelopeOffset.timestamp + 4, true);
     if (lo !== 0 || hi !== 0) {
       try {
-        this.#clock.update(HlcTimestamp.fromWords(lo, hi, 0));
+        this.#clock.updateFromWords(lo, hi);
       } catch {
         // A sender clock too far ahead: keep the local clock; the message is still handled.
       }
