@@ -39,24 +39,12 @@ import {
 } from "../../src/core/queue_layout.ts";
 import { SpscQueue } from "../../src/core/spsc_queue.ts";
 import { MpscQueue } from "../../src/core/mpsc_queue.ts";
+import { probeWebGpu } from "../webgpu_device.ts";
 
 // ---------------------------------------------------------------------------------------------
 // WebGPU device, or the reason there is none
 
-type Navigator1 = Navigator & { gpu?: GPU };
-const nav = globalThis.navigator as Navigator1 | undefined;
-let device: GPUDevice | undefined;
-let gpuSkip: string | false = false;
-if (nav?.gpu === undefined) {
-  gpuSkip = "navigator.gpu is absent in this runtime (Bun ships no WebGPU; Deno provides it)";
-} else {
-  const adapter = await nav.gpu.requestAdapter();
-  if (adapter === null) {
-    gpuSkip = "navigator.gpu found no adapter (install Mesa lavapipe for a software one)";
-  } else {
-    device = await adapter.requestDevice();
-  }
-}
+const { device, skip: gpuSkip } = await probeWebGpu();
 if (gpuSkip) console.log(`layout_gpu: skipping the WebGPU tests: ${gpuSkip}`);
 
 /** The device; only called from tests that are skipped when there is none. */

@@ -23,6 +23,7 @@ import {
 } from "../../src/core/schema.ts";
 import { C_PRELUDE, cStructs, wgslStructs } from "../../src/core/schema_codegen.ts";
 import { buildMessage, fieldsArb, valueArb } from "../fixtures/schema_gen.ts";
+import { probeWebGpu } from "../webgpu_device.ts";
 
 const Vec3 = struct({ x: "f32", y: "f32", z: "f32" }, { name: "Vec3" });
 const Inner = struct({ tag: "u16", val: "f32", on: "bool" }, { name: "Inner" });
@@ -142,20 +143,7 @@ describe("CUDA C structs under nvcc", () => {
 // ---------------------------------------------------------------------------------------------
 // WGSL
 
-type Navigator1 = Navigator & { gpu?: GPU };
-const nav = globalThis.navigator as Navigator1 | undefined;
-let device: GPUDevice | undefined;
-let gpuSkip: string | false = false;
-if (nav?.gpu === undefined) {
-  gpuSkip = "navigator.gpu is absent in this runtime (Bun ships no WebGPU; Deno provides it)";
-} else {
-  const adapter = await nav.gpu.requestAdapter();
-  if (adapter === null) {
-    gpuSkip = "navigator.gpu found no adapter (install Mesa lavapipe for a software one)";
-  } else {
-    device = await adapter.requestDevice();
-  }
-}
+const { device, skip: gpuSkip } = await probeWebGpu();
 if (gpuSkip) console.log(`schema_gpu: skipping the WGSL tests: ${gpuSkip}`);
 
 // WebGPU's GPUBufferUsage / GPUMapMode bit values (spec constants; the globals are not typed here).
