@@ -89,6 +89,22 @@ export const ErrorCode = {
   HandlerFailed: "E_HANDLER_FAILED",
   /** A kernel failed: its worker died, its definition did not load, or supervision stopped it. */
   KernelFailed: "E_KERNEL_FAILED",
+  /** Kernel DSL: syntax outside the supported subset (closures, allocation, recursion, ...). */
+  DslUnsupported: "E_DSL_UNSUPPORTED",
+  /** Kernel DSL: a type mismatch or a value used where its type is not allowed. */
+  DslType: "E_DSL_TYPE",
+  /** Kernel DSL: a feature the chosen target cannot express (for example f64 in WGSL). */
+  DslTarget: "E_DSL_TARGET",
+  /** No CUDA driver or NVRTC library could be loaded. */
+  NoCuda: "E_NO_CUDA",
+  /** A CUDA driver API call returned an error. */
+  Cuda: "E_CUDA",
+  /** NVRTC failed to compile a program. */
+  NvrtcCompile: "E_NVRTC_COMPILE",
+  /** A GPU kernel trapped (illegal address, assertion, ...); its context is unusable. */
+  KernelFault: "E_KERNEL_FAULT",
+  /** No WebGPU adapter is available. */
+  NoWebGpu: "E_NO_WEBGPU",
 } as const;
 
 /** The union of all stable error code strings. */
@@ -236,5 +252,130 @@ export class KernelFailedError extends RingKernelError {
   constructor(kernelId: string, message: string, options?: ErrorOptions) {
     super(ErrorCode.KernelFailed, `kernel ${JSON.stringify(kernelId)} failed: ${message}`, options);
     this.kernelId = kernelId;
+  }
+}
+
+/** Where in a kernel's source a {@linkcode DslError} points. */
+export interface DslLocation {
+  /** The kernel or device function being compiled. */
+  readonly kernel: string;
+  /** 1-based line within the function's source text. */
+  readonly line: number;
+  /** 1-based column. */
+  readonly column: number;
+  /** The offending source line with a caret under the column. */
+  readonly snippet: string;
+}
+
+/**
+ * The kernel DSL rejected a function: unsupported syntax (`E_DSL_UNSUPPORTED`), a type error
+ * (`E_DSL_TYPE`) or a feature the target lacks (`E_DSL_TARGET`). The message names the kernel,
+ * the line and column within the function's source, and shows the line.
+ */
+export class DslError extends RingKernelError {
+  /** The kernel or device function. */
+  readonly kernel: string;
+  /** 1-based line within the function source (0 when the error concerns the whole kernel). */
+  readonly line: number;
+  /** 1-based column (0 when the error concerns the whole kernel). */
+  readonly column: number;
+  /** The offending line with a caret, or "" when there is none. */
+  readonly snippet: string;
+  /** The bare reason, without the location. */
+  readonly reason: string;
+
+  /** Creates the error; `where` is undefined when it concerns the whole kernel. */
+  constructor(
+    code: typeof ErrorCode.DslUnsupported | typeof ErrorCode.DslType | typeof ErrorCode.DslTarget,
+    kernel: string,
+    reason: string,
+    where?: { line: number; column: number; snippet: string },
+  ) {
+    const at = where === undefined ? "" : ` at line ${where.line}, column ${where.column}`;
+    const show = where === undefined || where.snippet === "" ? "" : `\n${where.snippet}`;
+    super(code, `kernel ${kernel}${at}: ${reason}${show}`);
+    this.kernel = kernel;
+    this.line = where?.line ?? 0;
+    this.column = where?.column ?? 0;
+    this.snippet = where?.snippet ?? "";
+    this.reason = reason;
+  }
+}
+
+/** Neither an explicit path nor any searched location gave a loadable CUDA library. */
+export class NoCudaError extends RingKernelError {
+  /** The library that was looked for (`libcuda` or `libnvrtc`). */
+  readonly library: string;
+  /** Every path or name that was tried, in order, with why it failed. */
+  readonly searched: readonly string[];
+
+  /** Creates the error for `library` with the list of what was tried. */
+  constructor(library: string, searched: readonly string[]) {
+    super(
+      ErrorCode.NoCuda,
+      `no ${library} could be loaded; tried:\n  ${searched.join("\n  ")}\n` +
+        `set RINGKERNEL_LIBCUDA / RINGKERNEL_LIBNVRTC or CUDA_HOME to point at the libraries`,
+    );
+    this.library = library;
+    this.searched = searched;
+  }
+}
+
+/** A CUDA driver API call failed; `name` is what `cuGetErrorName` says (`CUDA_ERROR_...`). */
+export class CudaError extends RingKernelError {
+  /** The driver function that failed, e.g. `cuMemAlloc_v2`. */
+  readonly call: string;
+  /** The numeric CUresult. */
+  readonly result: number;
+  /** The CUresult's name, e.g. `CUDA_ERROR_OUT_OF_MEMORY`. */
+  readonly resultName: string;
+
+  /** Creates the error for `call` failing with `result` (named `resultName`). */
+  constructor(call: string, result: number, resultName: string, description = "") {
+    super(
+      ErrorCode.Cuda,
+      `${call} failed: ${resultName} (${result})${description ? `: ${description}` : ""}`,
+    );
+    this.call = call;
+    this.result = result;
+    this.resultName = resultName;
+  }
+}
+
+/** NVRTC could not compile a program; `log` is NVRTC's program log. */
+export class NvrtcError extends RingKernelError {
+  /** The program log (compiler diagnostics). */
+  readonly log: string;
+  /** The nvrtcResult name, e.g. `NVRTC_ERROR_COMPILATION`. */
+  readonly resultName: string;
+
+  /** Creates the error; `context` says which program (kernel name, source location). */
+  constructor(resultName: string, log: string, context: string) {
+    super(ErrorCode.NvrtcCompile, `NVRTC ${resultName} compiling ${context}\n${log}`);
+    this.log = log;
+    this.resultName = resultName;
+  }
+}
+
+/** A GPU kernel trapped; the CUDA context it ran in is lost (rebuild the runtime). */
+export class KernelFaultError extends RingKernelError {
+  /** The kernel that faulted. */
+  readonly kernelId: string;
+  /** The CUDA error name, e.g. `CUDA_ERROR_ILLEGAL_ADDRESS`. */
+  readonly cudaError: string;
+
+  /** Creates the error for `kernelId` faulting with `cudaError`. */
+  constructor(kernelId: string, cudaError: string) {
+    super(ErrorCode.KernelFault, `kernel ${JSON.stringify(kernelId)} faulted: ${cudaError}`);
+    this.kernelId = kernelId;
+    this.cudaError = cudaError;
+  }
+}
+
+/** No WebGPU adapter is available in this runtime (or none that can run compute). */
+export class NoWebGpuError extends RingKernelError {
+  /** Creates the error with why no adapter was found. */
+  constructor(reason: string) {
+    super(ErrorCode.NoWebGpu, `no WebGPU adapter: ${reason}`);
   }
 }
