@@ -107,3 +107,36 @@ export { CpuRuntime } from "./src/backends/cpu/cpu_runtime.ts";
 export type { CpuRuntimeOptions } from "./src/backends/cpu/cpu_runtime.ts";
 export { PartialSendError } from "./src/runtime/kernel_handle.ts";
 export type { FailureCause, KillCause } from "./src/runtime/kernel_handle.ts";
+export * from "./src/dsl/define.ts";
+export {
+  atomicAdd,
+  atomicCompareExchange,
+  atomicExchange,
+  atomicMax,
+  atomicMin,
+  atomicSub,
+  barrier,
+  blockDim,
+  blockIdx,
+  clamp,
+  f32,
+  f64,
+  fma,
+  gridDim,
+  i32,
+  match,
+  rsqrt,
+  sharedArray,
+  threadIdx,
+  u32,
+} from "./src/dsl/intrinsics.ts";
+export type {
+  AtomicArray,
+  Dim3,
+  MatchCases,
+  SharedArrayOf,
+  SharedKind,
+} from "./src/dsl/intrinsics.ts";
+export { checkKernel } from "./src/dsl/check.ts";
+export type { DslKernelInput } from "./src/dsl/check.ts";
+export type * from "./src/dsl/ir.ts";

@@ -102,6 +102,12 @@ export interface KernelSpec<I extends FieldsSpec, O extends FieldsSpec, S extend
   initialState?: InferFields<S>;
   /** The handler. */
   handler: KernelHandler<I, O, S>;
+  /**
+   * The kernels this handler sends to with `ctx.send`, and the schema each takes. Optional for
+   * the CPU backend (which checks types at send time); the kernel DSL needs it to compile
+   * `ctx.send("dest", Schema.of({ ... }))` for a GPU, since the source names no types.
+   */
+  sends?: Readonly<Record<string, MessageSchema>>;
 }
 
 /** Marks definitions so a worker can find them among a module's exports. */
@@ -134,6 +140,8 @@ export interface KernelDefinition<
   readonly handler: KernelHandler<I, O, S> | undefined;
   /** Set for built-in kernels. */
   readonly builtin: BuiltinKernel | undefined;
+  /** Declared `ctx.send` destinations and their schemas (empty when not declared). */
+  readonly sends: Readonly<Record<string, MessageSchema>>;
 }
 
 function checkId(id: unknown): asserts id is string {
@@ -143,6 +151,22 @@ function checkId(id: unknown): asserts id is string {
       `a kernel id must be a string of 1..64 characters, got ${JSON.stringify(id)}`,
     );
   }
+}
+
+function checkSends(
+  id: string,
+  sends: Readonly<Record<string, MessageSchema>> | undefined,
+): Readonly<Record<string, MessageSchema>> {
+  if (sends === undefined) return {};
+  for (const [dest, schema] of Object.entries(sends)) {
+    if (!(schema instanceof MessageSchema)) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        `kernel ${id}: sends.${dest} is no message schema`,
+      );
+    }
+  }
+  return sends;
 }
 
 /**
@@ -208,6 +232,7 @@ export function defineKernel<
     initialState: spec.initialState,
     handler: spec.handler,
     builtin: undefined,
+    sends: Object.freeze({ ...checkSends(spec.id, spec.sends) }),
   });
 }
 
@@ -228,6 +253,7 @@ export function passthroughKernel(id: string): KernelDefinition {
     initialState: undefined,
     handler: undefined,
     builtin: "passthrough" as const,
+    sends: Object.freeze({}),
   });
 }
 
