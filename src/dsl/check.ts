@@ -29,14 +29,15 @@ import { ErrorCode } from "../core/errors.ts";
 import {
   ArrayType,
   type FieldSpec,
+  type FieldsSpec,
   type MessageSchema,
   type ScalarKind,
   StructType,
 } from "../core/schema.ts";
 import { isKernelDefinition, type KernelDefinition } from "../runtime/kernel.ts";
 import {
+  type AnyDeviceFunction,
   type BulkKernel,
-  type DeviceFunction,
   deviceFunctionSource,
   isDslDefinition,
   type ParamType,
@@ -173,8 +174,8 @@ interface KernelState {
   usesAtomics: boolean;
   usesNow: boolean;
   readonly sendTargets: { dest: string; schema: MessageSchema }[];
-  readonly functions: Map<DeviceFunction, IrFunction>;
-  readonly visiting: Set<DeviceFunction>;
+  readonly functions: Map<AnyDeviceFunction, IrFunction>;
+  readonly visiting: Set<AnyDeviceFunction>;
   readonly order: IrFunction[];
   readonly sends: Readonly<Record<string, MessageSchema>>;
 }
@@ -227,7 +228,7 @@ class FunctionChecker {
   readonly #k: KernelState;
   readonly #role: Role;
   readonly #returns: DslType;
-  readonly #uses: Map<string, DeviceFunction>;
+  readonly #uses: Map<string, AnyDeviceFunction>;
   readonly #scopes: Map<string, Local>[] = [new Map()];
   readonly #names = new Set<string>();
   readonly params: IrParam[] = [];
@@ -252,7 +253,7 @@ class FunctionChecker {
     state: KernelState,
     role: Role,
     returns: DslType,
-    uses: readonly DeviceFunction[],
+    uses: readonly AnyDeviceFunction[],
   ) {
     this.#p = parsed;
     this.#k = state;
@@ -1635,6 +1636,13 @@ class FunctionChecker {
       }
       const fn = this.#uses.get(name);
       if (fn !== undefined) return this.deviceCall(fn, e);
+      if (this.#role === "device" && name === this.#p.kernel) {
+        this.fail(
+          ErrorCode.DslUnsupported,
+          callee,
+          `recursion: ${name} calls itself (GPUs have no call stack for it)`,
+        );
+      }
       this.fail(
         ErrorCode.DslUnsupported,
         callee,
@@ -1850,7 +1858,7 @@ class FunctionChecker {
     };
   }
 
-  deviceCall(fn: DeviceFunction, e: CallExpression): Expr {
+  deviceCall(fn: AnyDeviceFunction, e: CallExpression): Expr {
     const ir = checkDeviceFunction(fn, this.#k);
     const args = this.args(e, fn.params.length, `${fn.dslName}()`).map((a, i) => {
       const v = this.expr(a);
@@ -1981,7 +1989,7 @@ function checkBarriers(c: FunctionChecker): void {
   }
 }
 
-function checkDeviceFunction(fn: DeviceFunction, state: KernelState): IrFunction {
+function checkDeviceFunction(fn: AnyDeviceFunction, state: KernelState): IrFunction {
   const done = state.functions.get(fn);
   if (done !== undefined) return done;
   if (state.visiting.has(fn)) {
@@ -2036,14 +2044,16 @@ const cache = new WeakMap<object, IrKernel>();
  * console.log(checkKernel(scale).params.map((p) => p.type));
  * ```
  */
-export function checkKernel(def: DslKernelInput): IrKernel {
+export function checkKernel<I extends FieldsSpec, O extends FieldsSpec, S extends FieldsSpec>(
+  def: BulkKernel | StencilKernel | KernelDefinition<I, O, S>,
+): IrKernel {
   const cached = cache.get(def);
   if (cached !== undefined) return cached;
   let ir: IrKernel;
   if (isDslDefinition(def, "bulk") || isDslDefinition(def, "stencil")) {
     ir = checkDataParallel(def as BulkKernel | StencilKernel);
   } else if (isKernelDefinition(def)) {
-    ir = checkHandler(def);
+    ir = checkHandler(def as unknown as KernelDefinition);
   } else {
     throw dslError(
       ErrorCode.DslUnsupported,

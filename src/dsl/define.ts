@@ -57,18 +57,29 @@ export type ParamValues<P extends readonly ParamType[]> = {
 /** Marks DSL definitions. */
 export const DSL_BRAND: unique symbol = Symbol.for("ringkernel.dsl") as never;
 
+/** What every device function carries besides being callable. */
+export interface DeviceFunctionInfo {
+  readonly [DSL_BRAND]: "function";
+  /** Function name in the emitted code. */
+  readonly dslName: string;
+  /** Parameter types. */
+  readonly params: readonly ParamType[];
+  /** Return type. */
+  readonly returns: ReturnType;
+  /** Device functions this one calls. */
+  readonly uses: readonly AnyDeviceFunction[];
+}
+
+/** A device function of any signature (what `uses` lists). */
+export type AnyDeviceFunction = ((...args: never[]) => unknown) & DeviceFunctionInfo;
+
 /** A device function: callable from JS and from kernels that list it in `uses`. */
 export type DeviceFunction<
   P extends readonly ParamType[] = readonly ParamType[],
   R extends ReturnType = ReturnType,
-> = ((...args: ParamValues<P>) => ParamValue<R>) & {
-  readonly [DSL_BRAND]: "function";
-  /** Function name in the emitted code. */
-  readonly dslName: string;
+> = ((...args: ParamValues<P>) => ParamValue<R>) & DeviceFunctionInfo & {
   readonly params: P;
   readonly returns: R;
-  /** Device functions this one calls. */
-  readonly uses: readonly DeviceFunction[];
 };
 
 /** What {@linkcode deviceFunction} takes. */
@@ -80,7 +91,7 @@ export interface DeviceFunctionSpec<P extends readonly ParamType[], R extends Re
   /** Return type. */
   returns: R;
   /** Device functions this one calls. */
-  uses?: readonly DeviceFunction[];
+  uses?: readonly AnyDeviceFunction[];
 }
 
 /** Workgroup (block) shape: a number is `[n, 1, 1]`. */
@@ -95,7 +106,7 @@ export interface BulkKernelSpec<P extends readonly ParamType[]> {
   /** Threads per block; default 256. */
   workgroupSize?: WorkgroupSize;
   /** Device functions the kernel calls. */
-  uses?: readonly DeviceFunction[];
+  uses?: readonly AnyDeviceFunction[];
 }
 
 /** A data-parallel kernel: one call per thread over a grid of blocks. */
@@ -104,9 +115,10 @@ export interface BulkKernel<P extends readonly ParamType[] = readonly ParamType[
   readonly name: string;
   readonly params: P;
   readonly workgroupSize: readonly [number, number, number];
-  readonly uses: readonly DeviceFunction[];
-  /** The kernel function itself (what the JS path runs). */
-  readonly fn: (...args: ParamValues<P>) => void;
+  readonly uses: readonly AnyDeviceFunction[];
+  /** The kernel function itself (what the JS path runs). A method, so kernels of any
+   * signature are assignable to `BulkKernel` (method parameters are bivariant). */
+  fn(...args: ParamValues<P>): void;
 }
 
 /**
@@ -134,9 +146,14 @@ export class GridPos {
   readonly halo: number;
   readonly #row: number;
   readonly #plane: number;
+  readonly #threeD: boolean;
 
-  /** Creates a position cursor for a `width × height × depth` grid padded by `halo`. */
-  constructor(width: number, height: number, depth: number, halo: number) {
+  /**
+   * Creates a position cursor for a `width × height × depth` grid padded by `halo`. `dims` says
+   * whether the buffer has halo planes (3D, even when `depth` is 1); default: 3D when depth > 1.
+   */
+  constructor(width: number, height: number, depth: number, halo: number, dims?: 2 | 3) {
+    this.#threeD = dims === undefined ? depth > 1 : dims === 3;
     this.width = width;
     this.height = height;
     this.depth = depth;
@@ -151,7 +168,7 @@ export class GridPos {
     this.x = x;
     this.y = y;
     this.z = z;
-    this.idx = (this.depth > 1 || z > 0 ? (z + h) * this.#plane : 0) + (y + h) * this.#row + x + h;
+    this.idx = (this.#threeD || z > 0 ? (z + h) * this.#plane : 0) + (y + h) * this.#row + x + h;
   }
 
   /** `buf` at (x + dx, y + dy, z + dz); offsets are literals within the halo. */
@@ -203,7 +220,7 @@ export interface StencilKernelSpec<P extends readonly ParamType[]> {
   /** Parameter types after `pos`, in order. */
   params: P;
   /** Device functions the kernel calls. */
-  uses?: readonly DeviceFunction[];
+  uses?: readonly AnyDeviceFunction[];
 }
 
 /** A stencil kernel: one call per interior grid cell, with a {@linkcode GridPos}. */
@@ -215,13 +232,13 @@ export interface StencilKernel<P extends readonly ParamType[] = readonly ParamTy
   readonly halo: number;
   readonly params: P;
   readonly workgroupSize: readonly [number, number, number];
-  readonly uses: readonly DeviceFunction[];
-  /** The kernel function itself. */
-  readonly fn: (pos: GridPos, ...args: ParamValues<P>) => void;
+  readonly uses: readonly AnyDeviceFunction[];
+  /** The kernel function itself (a method, for the same reason as `BulkKernel.fn`). */
+  fn(pos: GridPos, ...args: ParamValues<P>): void;
 }
 
 /** Any DSL definition made here. */
-export type DslDefinition = BulkKernel | StencilKernel | DeviceFunction;
+export type DslDefinition = BulkKernel | StencilKernel | AnyDeviceFunction;
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const PARAM_TYPES: ReadonlySet<string> = new Set([
@@ -258,7 +275,7 @@ function checkParams(params: unknown, what: string): void {
   });
 }
 
-function checkUses(uses: unknown, what: string): readonly DeviceFunction[] {
+function checkUses(uses: unknown, what: string): readonly AnyDeviceFunction[] {
   if (uses === undefined) return [];
   if (!Array.isArray(uses) || uses.some((u) => !isDslDefinition(u, "function"))) {
     invalid(what, "uses must list device functions made by deviceFunction()");
@@ -313,7 +330,7 @@ export function deviceFunction<const P extends readonly ParamType[], const R ext
 }
 
 /** The user's function behind a device function (what the checker parses). */
-export function deviceFunctionSource(f: DeviceFunction): (...args: never[]) => unknown {
+export function deviceFunctionSource(f: AnyDeviceFunction): (...args: never[]) => unknown {
   return (f as unknown as { source: (...args: never[]) => unknown }).source;
 }
 
