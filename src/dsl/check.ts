@@ -2022,7 +2022,13 @@ function checkDeviceFunction(fn: AnyDeviceFunction, state: KernelState): IrFunct
   c.bindParams(fn.params.map(paramType), false);
   const body = c.body();
   state.visiting.delete(fn);
-  const ir = finalize<IrFunction>({ name: fn.dslName, params: c.params, returns, body });
+  const ir = finalize<IrFunction>({
+    name: fn.dslName,
+    params: c.params,
+    returns,
+    body,
+    source: parsed.source,
+  });
   state.functions.set(fn, ir);
   state.order.push(ir);
   return ir;

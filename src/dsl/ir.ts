@@ -308,6 +308,8 @@ export interface IrFunction {
   readonly params: readonly IrParam[];
   readonly returns: DslType;
   readonly body: readonly Stmt[];
+  /** The function's source text (what `loc` positions in its body refer to). */
+  readonly source: string;
 }
 
 /** Stencil configuration. */
