@@ -140,3 +140,12 @@ export type {
 export { checkKernel } from "./src/dsl/check.ts";
 export type { DslKernelInput } from "./src/dsl/check.ts";
 export type * from "./src/dsl/ir.ts";
+export { runHandlerJs, runJs, runStencilJs, stencilBufferLength } from "./src/dsl/js.ts";
+export type {
+  GridSize,
+  HandlerRunOptions,
+  HandlerRunResult,
+  JsLaunch,
+  RecordedSend,
+  StencilSize,
+} from "./src/dsl/js.ts";
