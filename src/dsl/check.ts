@@ -132,7 +132,13 @@ const RESERVED = new Set(
     "vec4 mat2x2 mat3x3 mat4x4 alias const_assert continuing diagnostic discard enable requires " +
     "select workgroup uniform storage function read write read_write texture_2d " +
     "min max abs sqrt rsqrt sin cos exp log pow floor ceil fma clamp inverseSqrt fminf fmaxf " +
-    "sqrtf rsqrtf sinf cosf expf logf powf floorf ceilf fmaf fabsf main"
+    "sqrtf rsqrtf sinf cosf expf logf powf floorf ceilf fmaf fabsf main " +
+    "and or not xor bitand bitor compl not_eq and_eq or_eq xor_eq mutable explicit typeid " +
+    "decltype alignas alignof constexpr noexcept static_assert thread_local concept " +
+    "dynamic_cast static_cast reinterpret_cast const_cast wchar_t char8_t char16_t char32_t " +
+    "co_await co_return co_yield consteval constinit uint8_t uint16_t uint32_t uint64_t int8_t " +
+    "int16_t int32_t int64_t size_t offsetof fmod fmodf fabs fmin fmax llabs atomicAdd atomicSub " +
+    "atomicMin atomicMax atomicExch atomicCAS warpSize"
   ).split(" "),
 );
 
@@ -740,8 +746,9 @@ class FunctionChecker {
   }
 
   barrier(e: CallExpression): Stmt {
-    if (this.#role !== "bulk" && this.#role !== "stencil") {
-      this.fail(ErrorCode.DslUnsupported, e, "barrier() is for bulk and stencil kernel bodies");
+    if (this.#role !== "bulk") {
+      // Stencil threads outside the grid leave early, so not all of a block would arrive.
+      this.fail(ErrorCode.DslUnsupported, e, "barrier() is for bulk kernel bodies");
     }
     if (e.arguments.length !== 0) this.fail(ErrorCode.DslType, e, "barrier() takes no arguments");
     if (this.#divergent > 0) {

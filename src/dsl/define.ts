@@ -59,6 +59,7 @@ export const DSL_BRAND: unique symbol = Symbol.for("ringkernel.dsl") as never;
 
 /** What every device function carries besides being callable. */
 export interface DeviceFunctionInfo {
+  /** Brand marking this as a DSL device function. */
   readonly [DSL_BRAND]: "function";
   /** Function name in the emitted code. */
   readonly dslName: string;
@@ -111,10 +112,15 @@ export interface BulkKernelSpec<P extends readonly ParamType[]> {
 
 /** A data-parallel kernel: one call per thread over a grid of blocks. */
 export interface BulkKernel<P extends readonly ParamType[] = readonly ParamType[]> {
+  /** Brand marking this as a DSL bulk kernel. */
   readonly [DSL_BRAND]: "bulk";
+  /** Kernel name in the emitted code. */
   readonly name: string;
+  /** Parameter types, in order. */
   readonly params: P;
+  /** Threads per block as `[x, y, z]` (default `[256, 1, 1]`). */
   readonly workgroupSize: readonly [number, number, number];
+  /** Device functions the kernel calls. */
   readonly uses: readonly AnyDeviceFunction[];
   /** The kernel function itself (what the JS path runs). A method, so kernels of any
    * signature are assignable to `BulkKernel` (method parameters are bivariant). */
@@ -225,13 +231,21 @@ export interface StencilKernelSpec<P extends readonly ParamType[]> {
 
 /** A stencil kernel: one call per interior grid cell, with a {@linkcode GridPos}. */
 export interface StencilKernel<P extends readonly ParamType[] = readonly ParamType[]> {
+  /** Brand marking this as a DSL stencil kernel. */
   readonly [DSL_BRAND]: "stencil";
+  /** Kernel name in the emitted code. */
   readonly name: string;
+  /** Grid dimensionality. */
   readonly grid: "2d" | "3d";
+  /** Tile (= block) shape in cells as `[x, y, z]` (z is 1 for 2D grids). */
   readonly tile: readonly [number, number, number];
+  /** Halo width in cells on each side (1..8). */
   readonly halo: number;
+  /** Parameter types after `pos`, in order. */
   readonly params: P;
+  /** Threads per block as `[x, y, z]`; the same as `tile`. */
   readonly workgroupSize: readonly [number, number, number];
+  /** Device functions the kernel calls. */
   readonly uses: readonly AnyDeviceFunction[];
   /** The kernel function itself (a method, for the same reason as `BulkKernel.fn`). */
   fn(pos: GridPos, ...args: ParamValues<P>): void;

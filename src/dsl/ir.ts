@@ -47,10 +47,13 @@ export type StructRole = "message" | "state" | "nested";
 
 /** A source position (1-based line and column within the function's source text). */
 export interface Loc {
+  /** Line number (1-based). */
   readonly line: number;
+  /** Column number (1-based, in UTF-16 code units). */
   readonly column: number;
-  /** Character offsets in the source text, for snippets. */
+  /** Character offset where the node starts in the source text, for snippets. */
   readonly start: number;
+  /** Character offset just past the node's end in the source text (exclusive). */
   readonly end: number;
 }
 
@@ -295,6 +298,7 @@ export interface FieldInit {
 export interface IrParam {
   /** Unique name (as in the source unless it collides with a target keyword). */
   readonly name: string;
+  /** The parameter's resolved DSL type. */
   readonly type: DslType;
   /** Arrays: whether the function writes through it (decides `const` / `read` access). */
   readonly written: boolean;
@@ -304,9 +308,13 @@ export interface IrParam {
 
 /** A device function (`deviceFunction(...)`), emitted before the kernels that call it. */
 export interface IrFunction {
+  /** Function name in the emitted code. */
   readonly name: string;
+  /** Parameters, in order. */
   readonly params: readonly IrParam[];
+  /** Return type (`void` when it returns nothing). */
   readonly returns: DslType;
+  /** Checked statements of the function body. */
   readonly body: readonly Stmt[];
   /** The function's source text (what `loc` positions in its body refer to). */
   readonly source: string;
@@ -314,6 +322,7 @@ export interface IrFunction {
 
 /** Stencil configuration. */
 export interface StencilInfo {
+  /** Grid dimensionality (2 or 3). */
   readonly dims: 2 | 3;
   /** Halo width in cells on each side (buffers are padded by it). */
   readonly halo: number;
@@ -323,8 +332,11 @@ export interface StencilInfo {
 
 /** What a handler kernel needs beyond its body. */
 export interface HandlerInfo {
+  /** Schema of the message the handler receives. */
   readonly input: MessageSchema;
+  /** Schema of the handler's reply; undefined when it declares none. */
   readonly output: MessageSchema | undefined;
+  /** Layout of the kernel's persistent state struct; undefined when it has no state. */
   readonly state: StructType | undefined;
   /** Destinations of `ctx.send`, in first-use order, with the schema each takes. */
   readonly sendTargets: readonly { readonly dest: string; readonly schema: MessageSchema }[];
@@ -334,6 +346,7 @@ export interface HandlerInfo {
 
 /** A checked kernel: the unit every emitter takes. */
 export interface IrKernel {
+  /** Which kind of DSL input this kernel came from. */
   readonly kind: "bulk" | "stencil" | "handler";
   /** The kernel's name (a C/WGSL identifier). */
   readonly name: string;
@@ -342,14 +355,19 @@ export interface IrKernel {
    * declared) and `ctx`; stencils have `pos` first.
    */
   readonly params: readonly IrParam[];
+  /** Checked statements of the kernel body. */
   readonly body: readonly Stmt[];
   /** Device functions reachable from the body, callees before callers. */
   readonly functions: readonly IrFunction[];
   /** Workgroup (block) size. */
   readonly workgroupSize: readonly [number, number, number];
+  /** Whether the kernel synchronises its workgroup with `barrier()`. */
   readonly usesBarrier: boolean;
+  /** Whether the body (or a device function it calls) uses atomics. */
   readonly usesAtomics: boolean;
+  /** Stencil configuration; undefined unless `kind` is "stencil". */
   readonly stencil: StencilInfo | undefined;
+  /** Handler configuration; undefined unless `kind` is "handler". */
   readonly handler: HandlerInfo | undefined;
   /** The function source the checker read (what `loc` positions refer to). */
   readonly source: string;
