@@ -401,7 +401,25 @@ class WgslEmitter {
     if (e.operator === "<<" || e.operator === ">>" || e.operator === ">>>") {
       return `(${l} ${e.operator === "<<" ? "<<" : ">>"} ${this.shiftAmount(e.right)})`;
     }
+    if (e.operator === "%" && e.type.kind === "scalar" && e.type.scalar === "i32") {
+      return `${this.iremHelper()}(${l}, ${this.expr(e.right)})`;
+    }
     return `(${l} ${e.operator} ${this.expr(e.right)})`;
+  }
+
+  /**
+   * i32 remainder as a - (a / b) * b. WGSL's \`%\` is already the truncated remainder JS and C
+   * give, but on the H100's Vulkan driver (through wgpu) it returned wrong values for negative
+   * operands (bench/results/dsl-corpus-deno.json, 2026-11-24) while \`/\` was right.
+   */
+  iremHelper(): string {
+    return this.helper(
+      "rk_irem",
+      `fn rk_irem(a: i32, b: i32) -> i32 {
+  if (b == 0i) { return 0i; }
+  return a - (a / b) * b;
+}`,
+    );
   }
 
   /** A u32 shift amount; literals are masked as JS masks them (WGSL rejects ≥ 32 in constants). */
@@ -876,6 +894,10 @@ fn rk_now() -> vec2<u32> {
       out.push(`${p}${lhs} ${op === "<<=" ? "<<=" : ">>="} ${this.shiftAmount(value)};`);
       return;
     }
+    if (op === "%=" && t.type.kind === "scalar" && t.type.scalar === "i32") {
+      out.push(`${p}${lhs} = ${this.iremHelper()}(${lhs}, ${this.expr(value)});`);
+      return;
+    }
     out.push(`${p}${lhs} ${op} ${this.expr(value)};`);
   }
 
@@ -885,6 +907,9 @@ fn rk_now() -> vec2<u32> {
     const bin = op.slice(0, -1) as BinaryOp;
     if (bin === "<<" || bin === ">>" || bin === ">>>") {
       return `(${old} ${bin === "<<" ? "<<" : ">>"} ${this.shiftAmount(value)})`;
+    }
+    if (bin === "%" && value.type.kind === "scalar" && value.type.scalar === "i32") {
+      return `${this.iremHelper()}(${old}, ${this.expr(value)})`;
     }
     return `(${old} ${bin} ${this.expr(value)})`;
   }
