@@ -17,7 +17,8 @@ const runtimeName = isDeno ? "Deno" : "Bun";
 const EXIT_TIMEOUT_MS = 60_000;
 
 function runExample(file: string): string {
-  const args = isDeno ? ["run", "-A", file] : [file];
+  // Files outside the repository (the README blocks) need the project's config for its imports.
+  const args = isDeno ? ["run", "-A", "--config", join(root, "deno.json"), file] : [file];
   const r = spawnSync(execPath, args, { cwd: root, encoding: "utf8", timeout: EXIT_TIMEOUT_MS });
   assert.ok(
     r.signal === null,

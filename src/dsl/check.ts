@@ -957,7 +957,9 @@ class FunctionChecker {
 
   handlerReturn(e: Expression, at: Node): Stmt {
     const loc = this.loc(at);
-    if (e.type === "Identifier" && e.name === "undefined") {
+    const isVoid0 = e.type === "UnaryExpression" && e.operator === "void" &&
+      e.argument.type === "Literal";
+    if ((e.type === "Identifier" && e.name === "undefined") || isVoid0) {
       return { kind: "return", value: undefined, loc };
     }
     if (e.type !== "ObjectExpression") {
@@ -1435,6 +1437,10 @@ class FunctionChecker {
     const loc = this.loc(node);
     if (operator === "-" && arg.type === "Literal" && typeof arg.value === "number") {
       return this.literal(-arg.value, node);
+    }
+    // Bun's printer writes `true` as `!0` and `false` as `!1`.
+    if (operator === "!" && arg.type === "Literal" && typeof arg.value === "number") {
+      return this.literal(arg.value === 0, node);
     }
     if (operator !== "-" && operator !== "!" && operator !== "~") {
       this.fail(ErrorCode.DslUnsupported, node, `unary ${operator} is not supported`);

@@ -92,6 +92,17 @@ describe("DSL checker: inference", () => {
     assert.equal(scalarOf(firstLet(ir, "b").init), "f32");
   });
 
+  it("reads Bun's printed forms of true and false (!0, !1) as bools", () => {
+    // Bun prints this body as `let f = !0; if (d[0] > 1) f = !1; ...`; Deno keeps true/false.
+    const k = bulkKernel({ name: "bunlit", params: ["u32[]"] }, (d) => {
+      let f = true;
+      if (d[0] > 1) f = false;
+      if (f) d[1] = 1;
+    });
+    const init = firstLet(checkKernel(k), "f").init;
+    assert.ok(init?.op === "literal" && init.value === true, JSON.stringify(init));
+  });
+
   it("records written and atomic arrays and barrier/atomic use", () => {
     const k = bulkKernel(
       { name: "hist", params: ["u32[]", "u32[]", "i32"], workgroupSize: 64 },
