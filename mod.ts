@@ -124,11 +124,13 @@ export {
   fma,
   gridDim,
   i32,
+  i64,
   match,
   rsqrt,
   sharedArray,
   threadIdx,
   u32,
+  u64,
 } from "./src/dsl/intrinsics.ts";
 export type {
   AtomicArray,

@@ -68,10 +68,13 @@ import {
   FLOATS,
   INT32,
   INT_LITERAL,
+  INTS,
   NUMERIC,
   scalar,
   TypeVar,
   unify,
+  WIDE,
+  WIDE_LITERAL,
 } from "./types.ts";
 
 /** Anything the checker takes. */
@@ -85,7 +88,11 @@ const CASTS: Readonly<Record<string, ScalarType>> = {
   i32: "i32",
   u32: "u32",
   f64: "f64",
+  u64: "u64",
+  i64: "i64",
 };
+/** What Math functions take: JS's Math throws on bigint. */
+const NUMBERS: ReadonlySet<ScalarType> = new Set(["i32", "u32", "f32", "f64"]);
 const MATH: Readonly<Record<string, { fn: MathFn; arity: number; float: boolean }>> = {
   sqrt: { fn: "sqrt", arity: 1, float: true },
   sin: { fn: "sin", arity: 1, float: true },
@@ -545,15 +552,6 @@ class FunctionChecker {
           `a local holds a scalar, not ${describe(t)}; index or read its fields directly`,
         );
       }
-      if (
-        t.kind === "scalar" && (t.scalar === "u64" || t.scalar === "i64") && !(t instanceof TypeVar)
-      ) {
-        this.fail(
-          ErrorCode.DslType,
-          init,
-          `${t.scalar} locals are not supported (64-bit integers are copy-only, from field to field)`,
-        );
-      }
       // A literal initialiser gets its own variable, so narrowing the local narrows its literal.
       const local = this.declare(d.id, source, {
         type: t,
@@ -724,7 +722,8 @@ class FunctionChecker {
             `${e.operator} needs a number, not ${describe(target.type)}`,
           );
         }
-        const one = this.literal(1, e);
+        const t = target.type;
+        const one = this.literal(t.kind === "scalar" && WIDE.has(t.scalar) ? 1n : 1, e);
         if (target.op === "local" && this.#divergent > 0) this.#varying.add(target.name);
         this.unifyOrFail(e, target.type, one.type, e.operator);
         return {
@@ -786,23 +785,6 @@ class FunctionChecker {
     const loc = this.loc(e);
     if (target.op === "local" && (this.#divergent > 0 || !this.isUniform(value))) {
       this.#varying.add(target.name);
-    }
-    if (
-      target.type.kind === "scalar" &&
-      (target.type.scalar === "u64" || target.type.scalar === "i64")
-    ) {
-      const from = value.op === "field" || value.op === "hlc_part" || value.op === "index";
-      if (
-        op !== "=" || !from || value.type.kind !== "scalar" ||
-        value.type.scalar !== target.type.scalar
-      ) {
-        this.fail(
-          ErrorCode.DslType,
-          e,
-          `${target.type.scalar} values are copy-only: assign another ${target.type.scalar} field to it`,
-        );
-      }
-      return { kind: "assign", target, operator: "=", value, loc };
     }
     if (op === "<<=" || op === ">>=" || op === ">>>=") {
       this.shiftTypes(e, op.slice(0, -1) as BinaryOp, target.type, value.type);
@@ -1017,14 +999,7 @@ class FunctionChecker {
     if (typeof spec === "string") {
       const value = this.expr(e);
       const want = scalar(readType(spec));
-      if (spec === "u64" || spec === "i64") {
-        if (
-          value.type.kind !== "scalar" || value.type.scalar !== spec ||
-          value.type instanceof TypeVar
-        ) {
-          this.fail(ErrorCode.DslType, e, `${path} is ${spec}: copy another ${spec} field into it`);
-        }
-      } else this.unifyOrFail(e, want, value.type, path);
+      this.unifyOrFail(e, want, value.type, path);
       out.push({ name: path, storage: spec, offset, value });
       return;
     }
@@ -1211,9 +1186,12 @@ class FunctionChecker {
 
   // -- expressions ---------------------------------------------------------------------------
 
-  literal(value: number | boolean, node: Node): Expr {
+  literal(value: number | boolean | bigint, node: Node): Expr {
     if (typeof value === "boolean") {
       return { op: "literal", value, type: scalar("bool"), loc: this.loc(node) };
+    }
+    if (typeof value === "bigint") {
+      return { op: "literal", value, type: new TypeVar(WIDE_LITERAL), loc: this.loc(node) };
     }
     const type = new TypeVar(Number.isInteger(value) ? INT_LITERAL : FLOAT_LITERAL);
     return { op: "literal", value, type, loc: this.loc(node) };
@@ -1229,7 +1207,10 @@ class FunctionChecker {
     const loc = this.loc(e);
     switch (e.type) {
       case "Literal":
-        if (typeof e.value === "number" || typeof e.value === "boolean") {
+        if (
+          typeof e.value === "number" || typeof e.value === "boolean" ||
+          typeof e.value === "bigint"
+        ) {
           return this.literal(e.value, e);
         }
         if (typeof e.value === "string") {
@@ -1373,7 +1354,7 @@ class FunctionChecker {
     if (op === "<" || op === "<=" || op === ">" || op === ">=") {
       return { op: "binary", operator: op, left, right, type: scalar("bool"), loc };
     }
-    if ((op === "&" || op === "|" || op === "^") && !constrain(type, INT32)) {
+    if ((op === "&" || op === "|" || op === "^") && !constrain(type, INTS)) {
       this.fail(ErrorCode.DslType, node, `${operator} needs i32 or u32, not ${describe(type)}`);
     }
     if (op === "/") {
@@ -1392,6 +1373,17 @@ class FunctionChecker {
   }
 
   shiftTypes(node: Node, op: BinaryOp, left: DslType, right: DslType): DslType {
+    if (left.kind === "scalar" && WIDE.has(left.scalar) && !(left instanceof TypeVar)) {
+      // bigint shifts take a bigint count (JS throws on a mix) and have no >>>.
+      if (op === ">>>") {
+        this.fail(
+          ErrorCode.DslType,
+          node,
+          `>>> does not exist for ${left.scalar} (bigint); use >>`,
+        );
+      }
+      return this.unifyOrFail(node, left, right, `${op} (a 64-bit shift takes a 64-bit count: 3n)`);
+    }
     if (!constrain(right, INT32)) {
       this.fail(
         ErrorCode.DslType,
@@ -1410,7 +1402,7 @@ class FunctionChecker {
       return left;
     }
     if (op === ">>") {
-      if (!constrain(left, new Set(["i32"]))) {
+      if (!constrain(left, new Set<ScalarType>(["i32", "i64", "u64"]))) {
         this.fail(
           ErrorCode.DslType,
           node,
@@ -1425,17 +1417,18 @@ class FunctionChecker {
     return left;
   }
 
+  /** 64-bit values mix with nothing else: JS throws on bigint ⊕ number. */
   noWide(node: Node, t: DslType): void {
-    if (
-      t.kind === "scalar" && (t.scalar === "u64" || t.scalar === "i64") && !(t instanceof TypeVar)
-    ) {
-      this.fail(ErrorCode.DslType, node, `${t.scalar} values are copy-only in the DSL`);
-    }
+    void node;
+    void t;
   }
 
   unary(operator: string, arg: Expression, node: Node): Expr {
     const loc = this.loc(node);
-    if (operator === "-" && arg.type === "Literal" && typeof arg.value === "number") {
+    if (
+      operator === "-" && arg.type === "Literal" &&
+      (typeof arg.value === "number" || typeof arg.value === "bigint")
+    ) {
       return this.literal(-arg.value, node);
     }
     // Bun's printer writes `true` as `!0` and `false` as `!1`.
@@ -1453,16 +1446,16 @@ class FunctionChecker {
       return { op: "unary", operator, operand, type: scalar("bool"), loc };
     }
     if (operator === "~") {
-      if (!constrain(operand.type, INT32)) {
-        this.fail(ErrorCode.DslType, node, `~ takes i32 or u32, not ${describe(operand.type)}`);
+      if (!constrain(operand.type, INTS)) {
+        this.fail(ErrorCode.DslType, node, `~ takes an integer, not ${describe(operand.type)}`);
       }
       return { op: "unary", operator, operand, type: operand.type, loc };
     }
-    if (!constrain(operand.type, new Set<ScalarType>(["i32", "f32", "f64"]))) {
+    if (!constrain(operand.type, new Set<ScalarType>(["i32", "f32", "f64", "i64"]))) {
       this.fail(
         ErrorCode.DslType,
         node,
-        `unary - takes i32, f32 or f64, not ${
+        `unary - takes i32, i64, f32 or f64, not ${
           describe(operand.type)
         } (JS would give a negative number)`,
       );
@@ -1704,7 +1697,7 @@ class FunctionChecker {
     for (let i = 1; i < args.length; i++) {
       type = this.unifyOrFail(e, type, args[i].type, `${name}()`);
     }
-    if (!constrain(type, m.float ? FLOATS : NUMERIC)) {
+    if (!constrain(type, m.float ? FLOATS : NUMBERS)) {
       this.fail(
         ErrorCode.DslType,
         e,
@@ -1982,6 +1975,13 @@ function finalize<T>(root: T): T {
       const t = out.type as DslType;
       if (t.kind === "scalar" && t.scalar === "u32") out.value = (out.value as number) >>> 0;
       if (t.kind === "scalar" && t.scalar === "i32") out.value = (out.value as number) | 0;
+    }
+    if (out.op === "literal" && typeof out.value === "bigint") {
+      const t = out.type as DslType;
+      const v = out.value;
+      out.value = t.kind === "scalar" && t.scalar === "i64"
+        ? BigInt.asIntN(64, v)
+        : BigInt.asUintN(64, v);
     }
     return Object.freeze(out);
   };

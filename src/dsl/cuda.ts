@@ -228,8 +228,16 @@ function f64Literal(value: number): string {
 }
 
 /** A literal of scalar type `t` in C. */
-function literalOf(value: number | boolean, t: ScalarType): string {
+function literalOf(value: number | boolean | bigint, t: ScalarType): string {
   if (t === "bool") return value ? "true" : "false";
+  if (typeof value === "bigint") {
+    if (t === "u64") return `${BigInt.asUintN(64, value)}ull`;
+    if (t === "i64") {
+      const v = BigInt.asIntN(64, value);
+      if (v === -(2n ** 63n)) return "(-9223372036854775807ll - 1)";
+      return v < 0n ? `(${v}ll)` : `${v}ll`;
+    }
+  }
   const n = Number(value);
   switch (t) {
     case "f32":

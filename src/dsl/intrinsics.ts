@@ -43,23 +43,35 @@ export const blockDim: Dim3 = { x: 1, y: 1, z: 1 };
 export const gridDim: Dim3 = { x: 1, y: 1, z: 1 };
 
 /** Converts to f32 (rounds to the nearest float). */
-export function f32(x: number | boolean): number {
+export function f32(x: number | bigint | boolean): number {
   return Math.fround(Number(x));
 }
 
 /** Converts to f64 (CUDA only; a DslError on WGSL). */
-export function f64(x: number | boolean): number {
+export function f64(x: number | bigint | boolean): number {
   return Number(x);
 }
 
 /** Converts to i32: floats truncate toward zero, integers wrap to 32 bits. */
-export function i32(x: number | boolean): number {
+export function i32(x: number | bigint | boolean): number {
+  if (typeof x === "bigint") return Number(BigInt.asIntN(32, x));
   return Number(x) | 0;
 }
 
 /** Converts to u32: floats truncate toward zero, integers wrap to 32 bits. */
-export function u32(x: number | boolean): number {
+export function u32(x: number | bigint | boolean): number {
+  if (typeof x === "bigint") return Number(BigInt.asUintN(32, x));
   return Number(x) >>> 0;
+}
+
+/** Converts to u64 (a bigint): numbers truncate toward zero; wraps to 64 bits. CUDA only. */
+export function u64(x: number | bigint | boolean): bigint {
+  return BigInt.asUintN(64, typeof x === "bigint" ? x : BigInt(Math.trunc(Number(x))));
+}
+
+/** Converts to i64 (a bigint): numbers truncate toward zero; wraps to 64 bits. CUDA only. */
+export function i64(x: number | bigint | boolean): bigint {
+  return BigInt.asIntN(64, typeof x === "bigint" ? x : BigInt(Math.trunc(Number(x))));
 }
 
 /** `1 / sqrt(x)`. */

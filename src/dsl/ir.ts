@@ -127,7 +127,8 @@ export type GridDirection = "north" | "south" | "east" | "west" | "up" | "down";
 export type Expr =
   & { readonly type: DslType; readonly loc: Loc }
   & (
-    | { readonly op: "literal"; readonly value: number | boolean }
+    /** 64-bit integer literals (`3n`) are bigints. */
+    | { readonly op: "literal"; readonly value: number | boolean | bigint }
     /** A local variable or a function parameter (by its unique name). */
     | { readonly op: "local"; readonly name: string }
     | {

@@ -20,8 +20,17 @@ export const FLOAT_LITERAL: ReadonlySet<ScalarType> = new Set(["f32", "f64"]);
 export const INT32: ReadonlySet<ScalarType> = new Set(["i32", "u32"]);
 /** Float types. */
 export const FLOATS: ReadonlySet<ScalarType> = new Set(["f32", "f64"]);
-/** Types with arithmetic in the DSL (64-bit integers are copy-only). */
-export const NUMERIC: ReadonlySet<ScalarType> = new Set(["i32", "u32", "f32", "f64"]);
+/**
+ * Types with arithmetic. 64-bit integers are `bigint` in JS (u64/i64 schema fields, `3n`
+ * literals, `u64()`/`i64()` casts): CUDA computes with them, WGSL has none.
+ */
+export const NUMERIC: ReadonlySet<ScalarType> = new Set(["i32", "u32", "f32", "f64", "u64", "i64"]);
+/** Integer types with bit operations. */
+export const INTS: ReadonlySet<ScalarType> = new Set(["i32", "u32", "u64", "i64"]);
+/** The 64-bit integer types (bigint in JS). */
+export const WIDE: ReadonlySet<ScalarType> = new Set(["u64", "i64"]);
+/** Types a bigint literal (`3n`) may become. */
+export const WIDE_LITERAL: ReadonlySet<ScalarType> = WIDE;
 
 /**
  * A scalar type not decided yet. It reads as an ordinary `{ kind: "scalar", scalar }` type, so IR
@@ -91,6 +100,7 @@ export function describe(t: DslType): string {
     const allowed = [...t.allowed];
     if (allowed.length === 1) return allowed[0];
     if (allowed.every((s) => FLOATS.has(s))) return "a fractional literal";
+    if (allowed.every((s) => WIDE.has(s))) return "a bigint literal";
     return "an integer literal";
   }
   switch (t.kind) {

@@ -344,7 +344,10 @@ class WgslEmitter {
     return this.literalOf(e.type.scalar, e.value, e.loc);
   }
 
-  literalOf(s: ScalarType, raw: number | boolean, loc: Loc): string {
+  literalOf(s: ScalarType, raw: number | boolean | bigint, loc: Loc): string {
+    if (typeof raw === "bigint") {
+      return this.fail(`the ${s} literal ${raw}n: 64-bit integers are copy-only in WGSL`, loc);
+    }
     const v = Number(raw);
     switch (s) {
       case "bool":

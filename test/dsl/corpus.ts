@@ -34,6 +34,7 @@ import {
   sharedArray,
   threadIdx,
   u32,
+  u64,
 } from "../../src/dsl/intrinsics.ts";
 import {
   type GridSize,
@@ -101,6 +102,8 @@ export interface HandlerCase {
   make(rand: () => number): HandlerInputs;
   readonly outputs: readonly ("replies" | "state" | "sends" | "sendCount" | "hlc")[];
   readonly tolerance: Tolerance;
+  /** GPU targets the case runs on (default both); others must refuse it with E_DSL_TARGET. */
+  readonly targets?: readonly ("cuda" | "wgsl")[];
 }
 
 /** One corpus case. */
@@ -154,6 +157,7 @@ function handler<I extends FieldsSpec, O extends FieldsSpec, S extends FieldsSpe
   make(rand: () => number): { messages: InferFields<I>[]; options?: HandlerRunOptions<S> };
   outputs: HandlerCase["outputs"];
   tolerance: Tolerance;
+  targets?: HandlerCase["targets"];
 }): HandlerCase {
   return {
     kind: "handler",
@@ -162,6 +166,7 @@ function handler<I extends FieldsSpec, O extends FieldsSpec, S extends FieldsSpe
     make: (rand) => c.make(rand) as unknown as HandlerInputs,
     outputs: c.outputs,
     tolerance: c.tolerance,
+    targets: c.targets,
   };
 }
 
@@ -681,6 +686,37 @@ export const dslAccumulator = defineKernel({
     state.total += msg.value;
     state.count += 1;
     return { total: state.total, count: state.count };
+  },
+});
+
+/** A tick with a 64-bit stamp. */
+export const Tick = defineMessage({
+  typeId: 4010,
+  name: "Tick",
+  fields: { amount: "u32", stamp: "u64" },
+});
+/** 64-bit totals. */
+export const TickTotal = defineMessage({
+  typeId: 4011,
+  name: "TickTotal",
+  fields: { total: "u64", last: "u64", mixed: "u32" },
+});
+/** u64 arithmetic (bigint in JS, unsigned long long in CUDA; WGSL has none). */
+export const dslWide = defineKernel({
+  id: "dsl_wide",
+  module: import.meta.url,
+  input: Tick,
+  output: TickTotal,
+  state: { total: "u64", count: "u64" },
+  handler: (msg, state) => {
+    state.total += u64(msg.amount) * 3n;
+    state.count++;
+    const hi = (msg.stamp >> 32n) & 0xffffn;
+    return {
+      total: state.total,
+      last: msg.stamp ^ hi,
+      mixed: u32(state.total % 1000n) + u32(state.count),
+    };
   },
 });
 
@@ -1214,6 +1250,19 @@ export const corpus: readonly CorpusCase[] = [
     tolerance: F32,
   }),
   handler({
+    name: "u64 arithmetic in a handler (CUDA only)",
+    kernel: dslWide,
+    make: (r) => ({
+      messages: Array.from({ length: 16 }, () => ({
+        amount: Math.floor(r() * 4e9),
+        stamp: (BigInt(Math.floor(r() * 2 ** 32)) << 32n) | BigInt(Math.floor(r() * 2 ** 32)),
+      })),
+    }),
+    outputs: ["replies", "state"],
+    tolerance: EXACT,
+    targets: ["cuda"],
+  }),
+  handler({
     name: "counter handler (switch on op, no reply for unknown ops)",
     kernel: dslCounter,
     make: (r) => ({
@@ -1266,6 +1315,9 @@ export function mismatch(
   tol: Tolerance,
   path = "",
 ): string | undefined {
+  if (typeof expected === "bigint" || typeof actual === "bigint") {
+    return actual === expected ? undefined : `${path || "value"}: ${actual} vs ${expected}`;
+  }
   if (typeof expected === "number" && typeof actual === "number") {
     if (Number.isNaN(expected) && Number.isNaN(actual)) return undefined;
     const diff = Math.abs(actual - expected);

@@ -5,6 +5,9 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { runHandlerJs, runJs, runStencilJs } from "../../src/dsl/js.ts";
+import { checkKernel } from "../../src/dsl/check.ts";
+import { emitWgsl } from "../../src/dsl/wgsl.ts";
+import { DslError } from "../../src/core/errors.ts";
 import { corpus, type CorpusCase, makeRand, mismatch } from "./corpus.ts";
 import { runHandlerWgsl, runStencilWgsl, runWgsl, wgslDevice } from "./webgpu_run.ts";
 
@@ -42,6 +45,15 @@ async function runBoth(c: CorpusCase, seed: number): Promise<{ js: unknown; gpu:
 
 describe("DSL equivalence: JS vs WGSL on WebGPU", () => {
   for (const c of corpus) {
+    if (c.kind === "handler" && c.targets !== undefined && !c.targets.includes("wgsl")) {
+      it(`${c.name}: WGSL refuses it with E_DSL_TARGET`, () => {
+        assert.throws(
+          () => emitWgsl(checkKernel(c.kernel)),
+          (err: unknown) => err instanceof DslError && err.code === "E_DSL_TARGET",
+        );
+      });
+      continue;
+    }
     it(`${c.name} (${c.kind}, tolerance abs ${c.tolerance.abs} rel ${c.tolerance.rel})`, {
       skip,
     }, async () => {
