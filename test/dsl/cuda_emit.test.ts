@@ -1242,3 +1242,15 @@ describe("checkKernel → emitCuda → nvcc on TS definitions", () => {
     nvcc(s.code, "observer");
   });
 });
+
+describe("every corpus kernel's CUDA C compiles with nvcc", () => {
+  // The same kernels bench/dsl_corpus.ts runs through NVRTC on a GPU; here nvcc checks each one
+  // on machines without one (one unit per kernel, as NVRTC receives it).
+  it("all of test/dsl/corpus.ts", { skip: nvccSkip }, async () => {
+    const { corpus } = await import("./corpus.ts");
+    for (const c of corpus) {
+      const ir = checkKernel(c.kernel);
+      nvcc(emitCuda(ir).code, ir.name);
+    }
+  });
+});
