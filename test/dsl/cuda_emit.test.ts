@@ -1246,7 +1246,7 @@ describe("checkKernel → emitCuda → nvcc on TS definitions", () => {
 describe("every corpus kernel's CUDA C compiles with nvcc", () => {
   // The same kernels bench/dsl_corpus.ts runs through NVRTC on a GPU; here nvcc checks each one
   // on machines without one (one unit per kernel, as NVRTC receives it).
-  it("all of test/dsl/corpus.ts", { skip: nvccSkip }, async () => {
+  it("all of test/dsl/corpus.ts", { skip: nvccSkip, timeout: 300_000 }, async () => {
     const { corpus } = await import("./corpus.ts");
     for (const c of corpus) {
       const ir = checkKernel(c.kernel);
