@@ -1,0 +1,123 @@
+// CUDA benchmarks through the library's own FFI layer (ffi/), each against a baseline measured in
+// the same run:
+//   - per-message round trip the non-persistent way: copy 64 B in, launch, copy 64 B out, sync
+//     (the baseline a persistent kernel must beat);
+//   - bulk host→device copy through CudaContext.copyHtoD from pinned memory, against the same
+//     copy from pageable memory.
+// Skips, saying why, without a CUDA device. Writes bench/results/cuda-<runtime>.json (or into
+// $RINGKERNEL_RESULTS_DIR).
+//
+//   deno run -A bench/cuda.ts        bun bench/cuda.ts
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { CudaDriver, Nvrtc } from "../ffi/mod.ts";
+import { percentile, runtimeInfo } from "./harness.ts";
+
+const ECHO = `extern "C" __global__ void rk_echo(const unsigned int* in, unsigned int* out) {
+  unsigned int i = threadIdx.x;
+  if (i < 16) out[i] = in[i] + 1u;
+}`;
+
+function stats(samples: number[]): { p50: number; p99: number; mean: number } {
+  const sorted = Float64Array.from(samples).sort();
+  const mean = samples.reduce((a, b) => a + b, 0) / samples.length;
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean };
+}
+
+const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
+
+/** Launch + 64-byte copies per message: the cost a persistent kernel avoids. */
+export function launchRoundTrip(iterations = 20_000): { p50: number; p99: number; mean: number } {
+  const driver = CudaDriver.open();
+  const ctx = driver.createContext(0);
+  const nvrtc = Nvrtc.open();
+  try {
+    const image = nvrtc.compile(ECHO, { arch: ctx.device.arch, context: "rk_echo" }).image;
+    const fn = ctx.loadModule(image).getFunction("rk_echo");
+    const din = ctx.alloc(64);
+    const dout = ctx.alloc(64);
+    const hin = new Uint32Array(16);
+    const hout = new Uint32Array(16);
+    const samples: number[] = [];
+    for (let i = 0; i < iterations + 1000; i++) {
+      hin[0] = i;
+      const t0 = performance.now();
+      ctx.copyHtoD(din, hin);
+      ctx.launch(fn, 1, 32, 0, null, [{ ptr: din }, { ptr: dout }]);
+      ctx.copyDtoH(hout, dout);
+      const t1 = performance.now();
+      if (hout[0] !== i + 1) throw new Error(`echo returned ${hout[0]} for ${i}`);
+      if (i >= 1000) samples.push((t1 - t0) * 1000);
+    }
+    return stats(samples);
+  } finally {
+    ctx.close();
+    nvrtc.close();
+    driver.close();
+  }
+}
+
+/** GB/s of `copyHtoD` of `bytes` from pinned and from pageable memory. */
+export function bulkCopy(
+  bytes = 256 * 2 ** 20,
+  repeats = 20,
+): { pinned: number; pageable: number } {
+  const driver = CudaDriver.open();
+  const ctx = driver.createContext(0);
+  try {
+    const dst = ctx.alloc(bytes);
+    const pinned = ctx.allocHost(bytes);
+    const pinnedView = new Uint8Array(pinned.buffer);
+    pinnedView.fill(7);
+    const pageable = new Uint8Array(bytes).fill(7);
+    const rate = (src: Uint8Array): number => {
+      ctx.copyHtoD(dst, src); // warm-up
+      const t0 = performance.now();
+      for (let i = 0; i < repeats; i++) ctx.copyHtoD(dst, src);
+      const s = (performance.now() - t0) / 1000;
+      return (bytes * repeats) / s / 1e9;
+    };
+    return { pinned: rate(pinnedView), pageable: rate(pageable) };
+  } finally {
+    ctx.close();
+    driver.close();
+  }
+}
+
+if (import.meta.main) {
+  const info = runtimeInfo();
+  let figures: Record<string, unknown>;
+  let device = "none";
+  try {
+    const d = CudaDriver.open();
+    device = d.deviceInfo(0).name;
+    d.close();
+  } catch (err) {
+    figures = { skipped: `no CUDA device: ${(err as Error).message.split("\n")[0]}` };
+    console.log(figures.skipped);
+    process.exit(0);
+  }
+  const rtt = launchRoundTrip();
+  const copy = bulkCopy();
+  figures = {
+    device,
+    launchRoundTripUs: { p50: round(rtt.p50), p99: round(rtt.p99), mean: round(rtt.mean) },
+    bulkHtoDGBps: { pinned: round(copy.pinned, 1), pageable: round(copy.pageable, 1) },
+    pinnedVsPageable: round(copy.pinned / copy.pageable),
+  };
+  const dir = process.env.RINGKERNEL_RESULTS_DIR ?? new URL("./results/", import.meta.url).pathname;
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `cuda-${info.runtime}.json`);
+  writeFileSync(path, JSON.stringify({ benchmark: "cuda", ...info, figures }, null, 2) + "\n");
+  console.log(`CUDA on ${device} (${info.runtime} ${info.version})`);
+  console.log(
+    `launch + 64 B copies per message: p50 ${round(rtt.p50)} µs, p99 ${round(rtt.p99)} µs`,
+  );
+  console.log(
+    `bulk H2D 256 MiB via copyHtoD: pinned ${round(copy.pinned, 1)} GB/s, pageable ${
+      round(copy.pageable, 1)
+    } GB/s (${round(copy.pinned / copy.pageable)}×)`,
+  );
+  console.log(path);
+}
