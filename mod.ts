@@ -105,6 +105,17 @@ export type { K2kCounters, K2kReceipt, K2kSendOptions } from "./src/runtime/k2k.
 export { EMPTY_REPLY_TYPE_ID, ERROR_REPLY_TYPE_ID } from "./src/runtime/kernel_memory.ts";
 export { CpuRuntime } from "./src/backends/cpu/cpu_runtime.ts";
 export type { CpuRuntimeOptions } from "./src/backends/cpu/cpu_runtime.ts";
+export { CudaRuntime } from "./src/backends/cuda/cuda_runtime.ts";
+export type { CudaRuntimeOptions } from "./src/backends/cuda/cuda_runtime.ts";
+export {
+  emitPassthroughPersistent,
+  emitPersistent,
+  PERSISTENT_PARAMS,
+  type PersistentArgs,
+  persistentLaunchArgs,
+  type PersistentParam,
+  type PersistentSource,
+} from "./src/backends/cuda/persistent.ts";
 export { PartialSendError } from "./src/runtime/kernel_handle.ts";
 export type { FailureCause, KillCause } from "./src/runtime/kernel_handle.ts";
 export * from "./src/dsl/define.ts";

@@ -1,7 +1,8 @@
 // CUDA benchmarks through the library's own FFI layer (ffi/), each against a baseline measured in
 // the same run:
-//   - per-message round trip the non-persistent way: copy 64 B in, launch, copy 64 B out, sync
-//     (the baseline a persistent kernel must beat);
+//   - request/response round trip through a persistent kernel running a DSL handler
+//     (KernelHandle.request on Backend.Cuda), against the non-persistent way: copy 64 B in,
+//     launch, copy 64 B out, sync;
 //   - bulk host→device copy through CudaContext.copyHtoD from pinned memory, against the same
 //     copy from pageable memory.
 // Skips, saying why, without a CUDA device. Writes bench/results/cuda-<runtime>.json (or into
@@ -12,6 +13,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { CudaDriver, Nvrtc } from "../ffi/mod.ts";
+import { CudaRuntime } from "../src/backends/cuda/cuda_runtime.ts";
+import { LaunchOptions } from "../src/runtime/launch_options.ts";
+import { AddValue, dslAccumulator } from "../test/dsl/corpus.ts";
 import { percentile, runtimeInfo } from "./harness.ts";
 
 const ECHO = `extern "C" __global__ void rk_echo(const unsigned int* in, unsigned int* out) {
@@ -58,6 +62,26 @@ export function launchRoundTrip(iterations = 20_000): { p50: number; p99: number
   }
 }
 
+/** Sequential `request`s to a persistent CUDA kernel running the corpus accumulator handler. */
+export async function persistentRoundTrip(
+  iterations = 5_000,
+): Promise<{ p50: number; p99: number; mean: number }> {
+  const rt = await CudaRuntime.create();
+  try {
+    const k = await rt.launch(dslAccumulator, LaunchOptions.default());
+    for (let i = 0; i < 500; i++) await k.request(AddValue.of({ value: 1 }));
+    const samples: number[] = [];
+    for (let i = 0; i < iterations; i++) {
+      const t0 = performance.now();
+      await k.request(AddValue.of({ value: 1 }));
+      samples.push((performance.now() - t0) * 1000);
+    }
+    return stats(samples);
+  } finally {
+    await rt.shutdown();
+  }
+}
+
 /** GB/s of `copyHtoD` of `bytes` from pinned and from pageable memory. */
 export function bulkCopy(
   bytes = 256 * 2 ** 20,
@@ -99,10 +123,17 @@ if (import.meta.main) {
     process.exit(0);
   }
   const rtt = launchRoundTrip();
+  const persistent = await persistentRoundTrip();
   const copy = bulkCopy();
   figures = {
     device,
+    persistentRequestUs: {
+      p50: round(persistent.p50),
+      p99: round(persistent.p99),
+      mean: round(persistent.mean),
+    },
     launchRoundTripUs: { p50: round(rtt.p50), p99: round(rtt.p99), mean: round(rtt.mean) },
+    persistentVsLaunchP50: round(rtt.p50 / persistent.p50),
     bulkHtoDGBps: { pinned: round(copy.pinned, 1), pageable: round(copy.pageable, 1) },
     pinnedVsPageable: round(copy.pinned / copy.pageable),
   };
@@ -112,6 +143,11 @@ if (import.meta.main) {
   writeFileSync(path, JSON.stringify({ benchmark: "cuda", ...info, figures }, null, 2) + "\n");
   console.log(`CUDA on ${device} (${info.runtime} ${info.version})`);
   console.log(
+    `persistent kernel request (DSL handler): p50 ${round(persistent.p50)} µs, p99 ${
+      round(persistent.p99)
+    } µs — ${round(rtt.p50 / persistent.p50)}× the launch baseline`,
+  );
+  console.log(
     `launch + 64 B copies per message: p50 ${round(rtt.p50)} µs, p99 ${round(rtt.p99)} µs`,
   );
   console.log(
@@ -120,4 +156,5 @@ if (import.meta.main) {
     } GB/s (${round(copy.pinned / copy.pageable)}×)`,
   );
   console.log(path);
+  process.exit(0);
 }

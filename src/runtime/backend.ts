@@ -2,9 +2,9 @@
  * Backends and the runtime interface every backend implements.
  *
  * A runtime is what `RingKernel.builder().build()` returns: it launches kernels, finds them,
- * reports metrics, exposes the K2K broker and shuts everything down. Only the CPU backend exists
- * so far; asking for CUDA or WebGPU explicitly throws `BackendUnavailableError`, and `Auto` falls
- * back to the CPU (recording why in `runtime.backendNotes`).
+ * reports metrics, exposes the K2K broker and shuts everything down. The CPU and CUDA backends
+ * exist; asking for WebGPU (or for CUDA where no device opens) throws `BackendUnavailableError`,
+ * and `Auto` falls back to the CPU (recording why in `runtime.backendNotes`).
  * @module
  */
 
@@ -26,7 +26,7 @@ import type {
 export const Backend = {
   /** Each kernel is a persistent loop in a Worker over SharedArrayBuffers. */
   Cpu: "cpu",
-  /** Persistent CUDA kernels (not implemented yet). */
+  /** Persistent CUDA kernels running DSL handlers in mapped pinned memory. */
   Cuda: "cuda",
   /** WebGPU with emulated persistence (not implemented yet). */
   WebGpu: "webgpu",

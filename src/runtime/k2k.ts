@@ -54,8 +54,8 @@ export interface RouteInit {
   readonly numericId: number;
   /** The typeId the kernel takes, 0 for any. */
   readonly inputTypeId: number;
-  /** The kernel's region. */
-  readonly buffer: SharedArrayBuffer;
+  /** The kernel's region (a SharedArrayBuffer on the CPU backend, mapped memory on CUDA). */
+  readonly buffer: SharedArrayBuffer | ArrayBuffer;
   /** Its layout. */
   readonly layout: KernelLayout;
 }

@@ -37,7 +37,7 @@ import type { MpscQueue } from "../core/mpsc_queue.ts";
 import type { HlcClock } from "../core/hlc.ts";
 import { QueueWord } from "../core/queue_layout.ts";
 import type { FieldsSpec, InferFields, Message, MessageSchema } from "../core/schema.ts";
-import { waitWordAsync } from "../core/wait.ts";
+import { isSharedView, waitWordAsync } from "../core/wait.ts";
 import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 import {
   enqueueGuarded,
@@ -100,6 +100,13 @@ export interface KernelSite {
   onStateChange?(from: KernelState, to: KernelState, reason?: string): void;
   /** Ends the kernel's execution now (force-kills its worker); its exit settles as `died`. */
   kill?(reason: string, cause: KillCause): void;
+  /**
+   * For backends that free the kernel's memory in `dispose` (CUDA: mapped pinned memory, which
+   * must not be touched once freed): called once after the kernel ended, right before `dispose`,
+   * it returns a copy of the memory that the handle reads from then on (`metrics`, `readState`,
+   * `tryReceive`). Absent: the handle keeps reading the original.
+   */
+  detach?(): KernelMemory;
 }
 
 /** Options of `send`. */
@@ -205,6 +212,25 @@ const HOST_BUSY_SPIN_MS = 1;
 /** Longest single wait of the pump; it re-checks its waiters after each. */
 const PUMP_SLICE_MS = 250;
 /**
+ * Output in memory that cannot be waited on (mapped GPU memory: the kernel cannot notify) is
+ * polled: this many event-loop turns (`setImmediate`, a few µs each) after the last output...
+ */
+const POLL_TURNS = 256;
+/** ...then sleeps of this many ms (timers: they keep the process alive only while someone waits). */
+const POLL_SLEEP_MS = 1;
+
+type Immediate = (callback: () => void) => unknown;
+const setImmediateFn: Immediate | undefined =
+  (globalThis as { setImmediate?: Immediate }).setImmediate;
+
+/** Lets the event loop run once (a macrotask, no timer clamp) where the runtime allows it. */
+function nextTurn(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (setImmediateFn !== undefined) setImmediateFn(resolve);
+    else setTimeout(resolve, 0);
+  });
+}
+/**
  * Messages `sendMany` encodes before publishing them: small runs let the kernel start on the
  * first while the host encodes the rest (one whole window first would leave it idle meanwhile).
  */
@@ -255,12 +281,12 @@ export class KernelHandle<
   /** The options it was launched with. */
   readonly options: LaunchOptions;
   readonly #site: KernelSite;
-  readonly #mem: KernelMemory;
+  #mem: KernelMemory;
   readonly #route: Route;
   readonly #clock: HlcClock;
   readonly #launchedAt = performance.now();
   readonly #scratch: Uint8Array;
-  readonly #outHeader: Int32Array;
+  #outHeader: Int32Array;
   readonly #pending = new Map<bigint, Pending>();
   readonly #receivers: ReceiveWaiter[] = [];
   readonly #outputs: KernelOutput<O>[] = [];
@@ -276,6 +302,10 @@ export class KernelHandle<
   #returned: Uint8Array[] = [];
   #reported: KernelState = KernelState.Created;
   #batchBuf: Uint8Array | undefined;
+  /** True when the output queue cannot be waited on (mapped GPU memory): the pump polls. */
+  readonly #polling: boolean;
+  /** Poll turns since the last output (see {@linkcode POLL_TURNS}). */
+  #pollTurns = 0;
 
   /** Made by a backend's `launch`. */
   constructor(
@@ -295,6 +325,7 @@ export class KernelHandle<
     this.#scratch = new Uint8Array(site.mem.layout.slotSize);
     const out = site.mem.output;
     this.#outHeader = new Int32Array(out.buffer, out.byteOffset, 128);
+    this.#polling = !isSharedView(this.#outHeader);
     this.#exitHandled = site.exit.then((exit) => this.#onExit(exit));
     // The backend hands the handle over once the kernel reported ready, i.e. Launched.
     this.#report(KernelState.Launched);
@@ -397,11 +428,11 @@ export class KernelHandle<
   }
 
   async #awaitState(target: KernelState): Promise<void> {
-    const cb = this.#mem.cb;
-    const word = new Int32Array(cb.buffer, cb.byteOffset, 32);
     const deadline = performance.now() + 10_000;
     for (;;) {
       if (this.#failure !== undefined) throw this.#failure;
+      // Read afresh each time: a backend may detach the memory once the kernel ended.
+      const cb = this.#mem.cb;
       const s = cb.state;
       if (s === target) return;
       if (this.#terminal !== undefined) {
@@ -419,6 +450,7 @@ export class KernelHandle<
         );
       }
       // The kernel's state store notifies this word; the slice bounds a missed exit.
+      const word = new Int32Array(cb.buffer, cb.byteOffset, 32);
       await waitWordAsync(word, 2, s, Math.min(left, 50));
     }
   }
@@ -466,6 +498,11 @@ export class KernelHandle<
     }
     this.#kick();
     await this.#pump;
+    if (this.#site.detach !== undefined) {
+      this.#mem = this.#site.detach();
+      const out = this.#mem.output;
+      this.#outHeader = new Int32Array(out.buffer, out.byteOffset, 128);
+    }
     this.#site.dispose();
     if (this.#failure !== undefined) {
       const cause: FailureCause = exit.kind === "died"
@@ -892,6 +929,7 @@ export class KernelHandle<
    * a pump whose last waiter left (or a terminate whose kernel exited) stops at once.
    */
   async #waitOutput(ms: number, stop: () => boolean): Promise<void> {
+    if (this.#polling) return await this.#pollOutput(ms, stop);
     const h = this.#outHeader;
     // Announce, then re-check: the kernel bumps the signal after publishing only when it sees us.
     Atomics.add(h, QueueWord.consumerWaiting, 1);
@@ -901,6 +939,31 @@ export class KernelHandle<
       await waitWordAsync(h, QueueWord.dataSignal, signal, ms);
     } finally {
       Atomics.sub(h, QueueWord.consumerWaiting, 1);
+    }
+  }
+
+  /**
+   * {@linkcode #waitOutput} for memory that cannot be waited on: polls the output queue (and
+   * `stop`) every event-loop turn for {@linkcode POLL_TURNS} turns after the last output, then
+   * every {@linkcode POLL_SLEEP_MS}; returns on output, `stop()` or after `ms`.
+   */
+  async #pollOutput(ms: number, stop: () => boolean): Promise<void> {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      // stop() first and #mem afresh: the backend may have detached the memory meanwhile.
+      if (stop() || this.#terminal !== undefined) return;
+      if (this.#mem.output.available(1) > 0) {
+        this.#pollTurns = 0;
+        return;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) return;
+      if (this.#pollTurns < POLL_TURNS) {
+        this.#pollTurns++;
+        await nextTurn();
+      } else {
+        await new Promise<void>((r) => setTimeout(r, Math.min(left, POLL_SLEEP_MS)));
+      }
     }
   }
 
@@ -920,6 +983,7 @@ export class KernelHandle<
     for (;;) {
       const n = out.available();
       if (n === 0) return total;
+      this.#pollTurns = 0;
       let j = 0;
       try {
         for (; j < n; j++) this.#dispatch(out.peek(j)!);

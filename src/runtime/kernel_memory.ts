@@ -15,14 +15,19 @@
  * ```
  *
  * On the CPU backend the region is one SharedArrayBuffer that the host, the kernel's worker and
- * every worker that sends K2K messages to it map.
+ * every worker that sends K2K messages to it map. On the CUDA backend it is mapped pinned host
+ * memory viewed as a plain ArrayBuffer ({@linkcode KernelMemory.format}): `Atomics.load`/`store`/
+ * `add`/`compareExchange` work on it, `Atomics.wait`/`notify` do not (the GPU cannot notify), so
+ * the host polls it (see `isSharedView` in `src/core/wait.ts`).
  * @module
  */
 
 import { ControlBlock } from "../core/control_block.ts";
+import { ErrorCode, ValidationError } from "../core/errors.ts";
 import { MpscQueue } from "../core/mpsc_queue.ts";
 import { queueByteLength } from "../core/queue_layout.ts";
 import { SpscQueue } from "../core/spsc_queue.ts";
+import { notifyWord } from "../core/wait.ts";
 import { LatencyHistogram } from "./histogram.ts";
 
 /** Bytes of the runtime words region. */
@@ -127,10 +132,13 @@ export function kernelLayout(
   };
 }
 
+/** The memory a kernel's region lives in: shared (CPU workers) or plain (mapped GPU memory). */
+export type RegionBuffer = SharedArrayBuffer | ArrayBuffer;
+
 /** Typed handles over a kernel's region; the host and the kernel's worker each make one. */
-export class KernelMemory {
+export class KernelMemory<B extends RegionBuffer = RegionBuffer> {
   /** The region. */
-  readonly buffer: SharedArrayBuffer;
+  readonly buffer: B;
   /** Its layout. */
   readonly layout: KernelLayout;
   /** The control block. */
@@ -146,7 +154,7 @@ export class KernelMemory {
   /** Handler latency, written by the kernel. */
   readonly histogram: LatencyHistogram;
 
-  private constructor(buffer: SharedArrayBuffer, layout: KernelLayout, fresh: boolean) {
+  private constructor(buffer: B, layout: KernelLayout, fresh: boolean) {
     this.buffer = buffer;
     this.layout = layout;
     this.words = new Int32Array(buffer, layout.words, KERNEL_WORDS_BYTES >> 2);
@@ -171,8 +179,27 @@ export class KernelMemory {
   }
 
   /** Allocates and formats a region (control block, queues); the state bytes start zeroed. */
-  static create(layout: KernelLayout, kernelId: number): KernelMemory {
-    const buffer = new SharedArrayBuffer(layout.byteLength);
+  static create(layout: KernelLayout, kernelId: number): KernelMemory<SharedArrayBuffer> {
+    return KernelMemory.format(new SharedArrayBuffer(layout.byteLength), layout, kernelId);
+  }
+
+  /**
+   * Formats a region in memory the caller allocated (at least `layout.byteLength` bytes, e.g.
+   * mapped pinned memory for a GPU kernel), exactly as {@linkcode create} does: zeroes it, then
+   * writes the control block and the queue headers.
+   */
+  static format<B extends RegionBuffer>(
+    buffer: B,
+    layout: KernelLayout,
+    kernelId: number,
+  ): KernelMemory<B> {
+    if (buffer.byteLength < layout.byteLength) {
+      throw new ValidationError(
+        ErrorCode.InvalidLayout,
+        `a kernel region needs ${layout.byteLength} bytes, the buffer has ${buffer.byteLength}`,
+      );
+    }
+    new Uint8Array(buffer, 0, layout.byteLength).fill(0);
     ControlBlock.init(buffer, 0, {
       kernelId,
       hlcNodeId: kernelId,
@@ -182,8 +209,8 @@ export class KernelMemory {
     return new KernelMemory(buffer, layout, true);
   }
 
-  /** Attaches to a region formatted by {@linkcode create}. */
-  static attach(buffer: SharedArrayBuffer, layout: KernelLayout): KernelMemory {
+  /** Attaches to a region formatted by {@linkcode create} or {@linkcode format}. */
+  static attach<B extends RegionBuffer>(buffer: B, layout: KernelLayout): KernelMemory<B> {
     return new KernelMemory(buffer, layout, false);
   }
 
@@ -200,12 +227,12 @@ export class KernelMemory {
 export function ringForData(words: Int32Array): void {
   if (Atomics.load(words, KernelWord.sleeping) === Sleeping.ForData) {
     Atomics.add(words, KernelWord.doorbell, 1);
-    Atomics.notify(words, KernelWord.doorbell);
+    notifyWord(words, KernelWord.doorbell);
   }
 }
 
 /** Wakes the kernel owning `words` unconditionally (after a command or a routing change). */
 export function ringAlways(words: Int32Array): void {
   Atomics.add(words, KernelWord.doorbell, 1);
-  Atomics.notify(words, KernelWord.doorbell);
+  notifyWord(words, KernelWord.doorbell);
 }

@@ -1,25 +1,34 @@
 /**
  * The entry point: `RingKernel.builder().backend(Backend.Auto).build()` returns a runtime.
  *
- * `Auto` tries CUDA, then WebGPU, then the CPU. Only the CPU backend is implemented so far, so
- * `Auto` always lands on it today (`runtime.backendNotes` says why the others were skipped), and
- * naming `Backend.Cuda` or `Backend.WebGpu` explicitly throws `BackendUnavailableError` rather than
- * pretending.
+ * `Backend.Cuda` runs kernels as persistent CUDA kernels (a device that opens, with NVRTC; else
+ * `BackendUnavailableError`). `Auto` stays on the CPU for now — the CUDA backend does not yet run
+ * everything the CPU runs (K2K from GPU handlers) — and `runtime.backendNotes` says so. The
+ * WebGPU backend is not implemented yet: naming `Backend.WebGpu` throws.
  * @module
  */
 
 import { BackendUnavailableError, ErrorCode, ValidationError } from "../core/errors.ts";
 import { CpuRuntime } from "../backends/cpu/cpu_runtime.ts";
+import { CudaRuntime, type CudaRuntimeOptions } from "../backends/cuda/cuda_runtime.ts";
 import { Backend, type KernelRuntime } from "./backend.ts";
 
-const NOT_IMPLEMENTED: Readonly<Record<"cuda" | "webgpu", string>> = {
-  cuda: "the CUDA backend is not implemented in this version",
-  webgpu: "the WebGPU backend is not implemented in this version",
-};
+const WEBGPU_NOT_IMPLEMENTED = "the WebGPU backend is not implemented in this version";
+const CUDA_NOT_AUTO =
+  "not chosen automatically yet (GPU handlers cannot send K2K messages yet); ask for Backend.Cuda";
+
+/** Why no CUDA runtime could be made: the error's first line, kept short. */
+function cudaReason(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  const line = text.split("\n")[0].replace(/^backend cuda is unavailable: /, "")
+    .replace(/[;:,]?\s*tried:?\s*$/, "");
+  return `no CUDA device: ${line.length > 160 ? `${line.slice(0, 157)}...` : line}`;
+}
 
 /** Configures and builds a runtime. Get one from {@linkcode RingKernel.builder}. */
 export class RuntimeBuilder {
   #backend: Backend = Backend.Auto;
+  #cuda: CudaRuntimeOptions = {};
 
   /** Chooses the backend (default `Backend.Auto`). */
   backend(backend: Backend): this {
@@ -27,6 +36,12 @@ export class RuntimeBuilder {
       throw new ValidationError(ErrorCode.InvalidArgument, `unknown backend ${backend}`);
     }
     this.#backend = backend;
+    return this;
+  }
+
+  /** Options of the CUDA backend (device ordinal, library paths, module cache folder). */
+  cuda(options: CudaRuntimeOptions): this {
+    this.#cuda = { ...options };
     return this;
   }
 
@@ -39,11 +54,20 @@ export class RuntimeBuilder {
       case Backend.Cpu:
         return await CpuRuntime.create();
       case Backend.Cuda:
+        try {
+          return await CudaRuntime.create(this.#cuda);
+        } catch (e) {
+          if (e instanceof BackendUnavailableError) throw e;
+          throw new BackendUnavailableError("cuda", cudaReason(e));
+        }
       case Backend.WebGpu:
-        throw new BackendUnavailableError(this.#backend, NOT_IMPLEMENTED[this.#backend]);
+        throw new BackendUnavailableError(this.#backend, WEBGPU_NOT_IMPLEMENTED);
       case Backend.Auto:
+        // Auto stays on the CPU until the CUDA backend runs every definition the CPU runs
+        // (K2K from GPU handlers is missing): a program that works must not break on a machine
+        // that happens to have a GPU. Ask for Backend.Cuda to use it.
         return await CpuRuntime.create({
-          backendNotes: [`cuda: ${NOT_IMPLEMENTED.cuda}`, `webgpu: ${NOT_IMPLEMENTED.webgpu}`],
+          backendNotes: [`cuda: ${CUDA_NOT_AUTO}`, `webgpu: ${WEBGPU_NOT_IMPLEMENTED}`],
         });
     }
   }
@@ -56,7 +80,7 @@ export class RuntimeBuilder {
  * ```ts
  * import { Backend, LaunchOptions, RingKernel } from "@ringkernel/core";
  * const rt = await RingKernel.builder().backend(Backend.Auto).build();
- * console.log(rt.backend); // "cpu" (until the CUDA and WebGPU backends land)
+ * console.log(rt.backend); // "cpu" (Auto does not pick CUDA yet; ask for Backend.Cuda)
  * const k = await rt.launch("processor", LaunchOptions.default());
  * await rt.shutdown();
  * ```

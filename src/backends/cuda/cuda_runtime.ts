@@ -1,0 +1,740 @@
+/**
+ * The CUDA backend: each kernel is a real persistent CUDA kernel (`persistent.ts`), one block of
+ * one warp on a non-blocking stream of its own, running the kernel's DSL handler in a loop over
+ * its region in mapped pinned host memory (`cuMemHostAlloc` with DEVICEMAP). The region has the
+ * layout of the CPU backend (`KernelMemory.format`), so the host drives it through the same
+ * `KernelHandle`: sends go into the MPSC input lanes, replies come out of the SPSC output queue,
+ * commands and counters live in the control block.
+ *
+ * The GPU cannot notify the host, so the host polls: the handle's output pump spins while input
+ * is queued, then polls every event-loop turn and then every millisecond while someone waits; a
+ * kernel's exit is noticed by a poller of its stream and control block with a backoff of a few
+ * hundred µs growing to 5 ms, on unref'd timers (an idle runtime does not keep the process
+ * alive; a pending request does, through the pump's timers).
+ *
+ * Compiled modules are cached on disk by NVRTC (source + arch + options) and kept loaded per
+ * source for the runtime's life (one module per kernel definition, unloaded at shutdown), so a
+ * relaunch costs no compile and no `cuModuleLoadData`. Regions of ended kernels are pooled for
+ * the next launch of the same size (a few; the rest freed after a grace period) rather than
+ * unmapped at once, since a host task may still hold a view of one; the handle of an ended
+ * kernel reads a copy (`KernelSite.detach`). Both go at shutdown.
+ *
+ * Not yet on this backend: K2K sends from GPU handlers (`ctx.send` is counted in the kernel's
+ * `k2kSent` and `k2kNotFound` words, never delivered and never silent), the heartbeat watchdog
+ * (`heartbeatTimeoutMs` is ignored), and supervision (DSL handlers cannot throw). A kernel
+ * killed after a terminate timeout keeps its memory until its stream completes; a GPU fault
+ * (sticky CUDA error) fails every kernel of the runtime with `KernelFaultError`.
+ * @module
+ */
+
+import {
+  BackendUnavailableError,
+  DuplicateKernelError,
+  ErrorCode,
+  InvalidStateError,
+  KernelFailedError,
+  ValidationError,
+} from "../../core/errors.ts";
+import { ENVELOPE_HEADER_BYTES } from "../../core/envelope.ts";
+import { HlcClock } from "../../core/hlc.ts";
+import { KernelState } from "../../core/control_block.ts";
+import type { FieldsSpec } from "../../core/schema.ts";
+import {
+  type CudaContext,
+  type CudaDeviceInfo,
+  CudaDriver,
+  type CudaModule,
+  type CudaStream,
+  type HostAllocation,
+  kernelFaultFrom,
+} from "../../../ffi/cuda.ts";
+import { Nvrtc } from "../../../ffi/nvrtc.ts";
+import { checkKernel } from "../../dsl/check.ts";
+import type {
+  ConcreteBackend,
+  KernelFailureEvent,
+  KernelRuntime,
+  ShutdownOptions,
+} from "../../runtime/backend.ts";
+import { K2kBroker, type K2kCounters, Route, type RouteInit } from "../../runtime/k2k.ts";
+import {
+  isKernelDefinition,
+  type KernelDefinition,
+  passthroughKernel,
+} from "../../runtime/kernel.ts";
+import {
+  type KernelExit,
+  KernelHandle,
+  type KillCause,
+  type TerminateReport,
+} from "../../runtime/kernel_handle.ts";
+import { kernelLayout, KernelMemory, KernelWord } from "../../runtime/kernel_memory.ts";
+import { LaunchOptions, schedulingFor } from "../../runtime/launch_options.ts";
+import {
+  type EventStreamOptions,
+  type KernelMetrics,
+  kernelStateName,
+  prometheusText,
+  type RetiredTotals,
+  type RuntimeMetrics,
+  runtimeTotals,
+  TelemetryEvents,
+  type TelemetryEventStream,
+  type TelemetryListener,
+} from "../../runtime/telemetry.ts";
+import {
+  emitPassthroughPersistent,
+  emitPersistent,
+  persistentLaunchArgs,
+  type PersistentSource,
+} from "./persistent.ts";
+
+// Large enough for a useful error text in an error reply (192 bytes after the header).
+const MIN_SLOT = 256;
+/** First and longest interval of the exit poller (ms). */
+const EXIT_POLL_MIN_MS = 0.25;
+const EXIT_POLL_MAX_MS = 5;
+/** Released regions kept for reuse (see `#poolRegion`). */
+const POOL_LIMIT = 8;
+/** How long a region beyond the pool stays mapped before it is freed. */
+const FREE_GRACE_MS = 2000;
+/** How long a launch waits for the kernel to report `Launched`. */
+const READY_TIMEOUT_MS = 10_000;
+
+/** Options of {@linkcode CudaRuntime.create}. */
+export interface CudaRuntimeOptions {
+  /** Device ordinal (default 0). */
+  ordinal?: number;
+  /** Path of libcuda (default: discovery, `RINGKERNEL_LIBCUDA`, ...). */
+  libcuda?: string;
+  /** Path of libnvrtc (default: discovery, `RINGKERNEL_LIBNVRTC`, ...). */
+  libnvrtc?: string;
+  /** NVRTC's module cache folder (default: `RINGKERNEL_CACHE_DIR`, then the user cache). */
+  cacheDir?: string;
+  /** `false` turns the disk cache of compiled modules off. */
+  cache?: boolean;
+  /** Notes to report in `backendNotes`. */
+  backendNotes?: readonly string[];
+}
+
+interface Entry {
+  handle: KernelHandle;
+  route: Route;
+  k2k: boolean;
+  kill(reason: string, cause: KillCause): void;
+}
+
+/** What a launched kernel holds on the device until its stream has completed. */
+interface Resources {
+  readonly region: HostAllocation;
+  readonly stream: CudaStream;
+  /** True once the stream completed (or the context faulted). */
+  finished: boolean;
+  freed: boolean;
+}
+
+type TimerHandle = ReturnType<typeof setTimeout>;
+
+/** Lets a timer not keep the process alive (Deno: `Deno.unrefTimer`; Bun/Node: `unref()`). */
+function unref(timer: TimerHandle): void {
+  if (typeof timer === "number") {
+    (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno?.unrefTimer(timer);
+  } else (timer as { unref?(): void }).unref?.();
+}
+
+function describe(e: unknown): { name: string; message: string } {
+  if (e instanceof Error) return { name: e.name, message: e.message };
+  return { name: "Error", message: String(e) };
+}
+
+/**
+ * A runtime whose kernels are persistent CUDA kernels on one GPU.
+ * `RingKernel.builder().backend(Backend.Cuda)` builds one; `CudaRuntime.create()` is the direct
+ * way in (it throws when no device opens).
+ *
+ * @example
+ * ```ts ignore
+ * import { CudaRuntime, LaunchOptions } from "@ringkernel/core";
+ * const rt = await CudaRuntime.create();
+ * const k = await rt.launch(accumulator, LaunchOptions.default());
+ * console.log(await k.request(Add.of({ value: 2 }))); // { total: 2 }
+ * await rt.shutdown();
+ * ```
+ */
+export class CudaRuntime implements KernelRuntime {
+  /** Always `"cuda"`. */
+  readonly backend: ConcreteBackend = "cuda";
+  /** Notes given at creation. */
+  readonly backendNotes: readonly string[];
+  /** The device the kernels run on. */
+  readonly device: CudaDeviceInfo;
+  readonly #driver: CudaDriver;
+  readonly #ctx: CudaContext;
+  readonly #nvrtc: Nvrtc;
+  readonly #modules = new Map<string, CudaModule>();
+  readonly #kernels = new Map<string, Entry>();
+  readonly #launching = new Set<string>();
+  readonly #resources = new Set<Resources>();
+  readonly #pool: HostAllocation[] = [];
+  readonly #dying = new Set<HostAllocation>();
+  readonly #clock = new HlcClock(0);
+  readonly #broker: K2kBroker;
+  readonly #failureListeners = new Set<(event: KernelFailureEvent) => void>();
+  readonly #retired: Required<RetiredTotals> = { processed: 0, dropped: 0, errors: 0, kernels: {} };
+  readonly #retiredK2k: K2kCounters = { sent: 0, delivered: 0, queueFull: 0, notFound: 0 };
+  readonly #events = new TelemetryEvents();
+  #nextNumericId = 1;
+  #shutdown = false;
+
+  private constructor(
+    driver: CudaDriver,
+    ctx: CudaContext,
+    nvrtc: Nvrtc,
+    options: CudaRuntimeOptions,
+  ) {
+    this.#driver = driver;
+    this.#ctx = ctx;
+    this.#nvrtc = nvrtc;
+    this.device = ctx.device;
+    this.backendNotes = Object.freeze([...(options.backendNotes ?? [])]);
+    this.#broker = new K2kBroker({
+      get: (id) => {
+        const e = this.#kernels.get(id);
+        return e !== undefined && e.k2k ? e.route : undefined;
+      },
+      ids: () => [...this.#kernels.values()].filter((e) => e.k2k).map((e) => e.handle.id),
+    });
+  }
+
+  /**
+   * Opens the CUDA driver, device `ordinal`'s primary context and NVRTC. Rejects with the
+   * driver's error (`NoCudaError`, `CudaError`) when that fails, or `BackendUnavailableError`
+   * when the device cannot map host memory.
+   */
+  static create(options: CudaRuntimeOptions = {}): Promise<CudaRuntime> {
+    try {
+      const driver = CudaDriver.open(
+        options.libcuda === undefined ? {} : { path: options.libcuda },
+      );
+      let ctx: CudaContext | undefined;
+      try {
+        const ordinal = options.ordinal ?? 0;
+        const count = driver.deviceCount();
+        if (ordinal >= count) {
+          throw new BackendUnavailableError(
+            "cuda",
+            `no CUDA device ${ordinal} (${count} device${count === 1 ? "" : "s"})`,
+          );
+        }
+        ctx = driver.createContext(ordinal);
+        if (!ctx.device.canMapHostMemory) {
+          throw new BackendUnavailableError(
+            "cuda",
+            `${ctx.device.name} cannot map pinned host memory`,
+          );
+        }
+        const nvrtc = Nvrtc.open({
+          ...(options.libnvrtc === undefined ? {} : { path: options.libnvrtc }),
+          ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
+          ...(options.cache === false ? { cache: false } : {}),
+        });
+        return Promise.resolve(new CudaRuntime(driver, ctx, nvrtc, options));
+      } catch (e) {
+        try {
+          driver.close();
+        } catch {
+          // The first error is the one to report.
+        }
+        throw e;
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The CUDA context (for leak checks: `context.stats()`). */
+  get context(): CudaContext {
+    return this.#ctx;
+  }
+
+  /** True once `shutdown` was called. */
+  get isShutdown(): boolean {
+    return this.#shutdown;
+  }
+
+  #checkOpen(): void {
+    if (this.#shutdown) {
+      throw new InvalidStateError(ErrorCode.InvalidState, "the runtime has been shut down");
+    }
+    const fault = this.#ctx.faulted;
+    if (fault !== undefined) {
+      throw new InvalidStateError(
+        ErrorCode.InvalidState,
+        `the CUDA context faulted (${fault}); build a new runtime`,
+      );
+    }
+  }
+
+  /** See {@linkcode KernelRuntime.launch}. */
+  launch<I extends FieldsSpec, O extends FieldsSpec, S extends FieldsSpec>(
+    kernel: KernelDefinition<I, O, S>,
+    options?: LaunchOptions,
+  ): Promise<KernelHandle<I, O, S>>;
+  /** See {@linkcode KernelRuntime.launch}. */
+  launch(id: string, options?: LaunchOptions): Promise<KernelHandle>;
+  async launch(
+    kernel: KernelDefinition | string,
+    options: LaunchOptions = LaunchOptions.default(),
+  ): Promise<KernelHandle> {
+    this.#checkOpen();
+    const def = typeof kernel === "string" ? passthroughKernel(kernel) : kernel;
+    if (!isKernelDefinition(def)) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        "launch takes a kernel id or a definition made by defineKernel",
+      );
+    }
+    if (!(options instanceof LaunchOptions)) {
+      throw new ValidationError(ErrorCode.InvalidArgument, "launch options must be LaunchOptions");
+    }
+    if (this.#kernels.has(def.id) || this.#launching.has(def.id)) {
+      throw new DuplicateKernelError(def.id);
+    }
+    const largest = Math.max(def.input?.size ?? 0, def.output?.size ?? 0);
+    const slotSize = options.slotSize ?? Math.max(MIN_SLOT, ENVELOPE_HEADER_BYTES + largest);
+    for (const schema of [def.input, def.output]) {
+      if (schema !== undefined && ENVELOPE_HEADER_BYTES + schema.size > slotSize) {
+        throw new ValidationError(
+          ErrorCode.MessageTooLarge,
+          `kernel ${def.id}: a ${schema.name} envelope takes ${
+            ENVELOPE_HEADER_BYTES + schema.size
+          } bytes, more than the ${slotSize}-byte slots`,
+        );
+      }
+    }
+    this.#launching.add(def.id);
+    try {
+      return await this.#start(def, options, slotSize);
+    } finally {
+      this.#launching.delete(def.id);
+    }
+  }
+
+  /** The persistent source of `def` (DSL-checked; throws `DslError` for what CUDA cannot run). */
+  #source(def: KernelDefinition): PersistentSource {
+    if (def.builtin === "passthrough") return emitPassthroughPersistent(def.id);
+    return emitPersistent(checkKernel(def), def.id);
+  }
+
+  #module(src: PersistentSource, id: string): CudaModule {
+    let m = this.#modules.get(src.code);
+    if (m === undefined) {
+      const compiled = this.#nvrtc.compile(src.code, {
+        arch: this.#ctx.device.arch,
+        context: `persistent kernel ${id}`,
+        name: `${src.entry}.cu`,
+        options: ["--std=c++17"],
+      });
+      m = this.#ctx.loadModule(compiled.image);
+      this.#modules.set(src.code, m);
+    }
+    return m;
+  }
+
+  async #start(
+    def: KernelDefinition,
+    options: LaunchOptions,
+    slotSize: number,
+  ): Promise<KernelHandle> {
+    const src = this.#source(def);
+    const fn = this.#module(src, def.id).getFunction(src.entry);
+    const numericId = this.#nextNumericId++;
+    const layout = kernelLayout(
+      def.state?.size ?? 0,
+      options.inputCapacity,
+      options.outputCapacity,
+      slotSize,
+    );
+    const ctx = this.#ctx;
+    const region = this.#takeRegion(layout.byteLength);
+    let stream: CudaStream;
+    try {
+      stream = ctx.createStream({ nonBlocking: true });
+    } catch (e) {
+      this.#poolRegion(region);
+      throw e;
+    }
+    const res: Resources = { region, stream, finished: false, freed: false };
+    this.#resources.add(res);
+    const mem = KernelMemory.format(region.buffer, layout, numericId);
+    if (def.state !== undefined && def.initialState !== undefined) {
+      def.state.encodeInto(def.initialState, mem.buffer, layout.state);
+    }
+    try {
+      ctx.launch(
+        fn,
+        1,
+        src.blockThreads,
+        0,
+        stream,
+        persistentLaunchArgs({
+          region: region.device,
+          numericId,
+          state: layout.state,
+          histogram: layout.histogram,
+          high: layout.high,
+          normal: layout.normal,
+          output: layout.output,
+          inputCapacity: layout.inputCapacity,
+          outputCapacity: layout.outputCapacity,
+          slotSize: layout.slotSize,
+          batchMax: Math.max(1, Math.min(schedulingFor(options.priority).batchSize, 256)),
+          hostMs0: Date.now(),
+        }),
+      );
+    } catch (e) {
+      this.#release(res);
+      throw e;
+    }
+
+    // Set once the exit settled: the poller stops (the memory may be detached from then on).
+    let exited = false;
+    let settleExit!: (exit: KernelExit) => void;
+    const exit = new Promise<KernelExit>((resolve) => {
+      settleExit = (e) => {
+        if (!exited) {
+          exited = true;
+          resolve(e);
+        }
+      };
+    });
+    // Polls the stream (a fault, or the kernel returned) and the control block.
+    let pollMs = EXIT_POLL_MIN_MS;
+    let lastState = -1;
+    const poll = (): void => {
+      if (exited) return;
+      let done: boolean;
+      try {
+        done = ctx.queryStream(stream);
+      } catch (e) {
+        res.finished = true;
+        const fault = kernelFaultFrom(e, def.id);
+        settleExit({ kind: "died", error: describe(fault ?? e) });
+        return;
+      }
+      if (done) {
+        res.finished = true;
+        const s = mem.cb.state;
+        settleExit(
+          s === KernelState.Terminated ? { kind: "terminated" } : {
+            kind: "died",
+            error: {
+              name: "KernelExited",
+              message: `the persistent kernel returned in state ${kernelStateName(s)}`,
+            },
+          },
+        );
+        return;
+      }
+      const s = mem.cb.state;
+      if (s !== lastState) {
+        lastState = s;
+        pollMs = EXIT_POLL_MIN_MS;
+      } else pollMs = Math.min(EXIT_POLL_MAX_MS, pollMs * 2);
+      unref(setTimeout(poll, pollMs));
+    };
+
+    // Ready: the kernel stored Launched (or ended first).
+    const deadline = performance.now() + READY_TIMEOUT_MS;
+    let wait = EXIT_POLL_MIN_MS;
+    for (;;) {
+      if (mem.cb.state === KernelState.Launched) break;
+      let failed: Error | undefined;
+      try {
+        if (ctx.queryStream(stream)) {
+          res.finished = true;
+          failed = new Error("the kernel returned before it started");
+        }
+      } catch (e) {
+        res.finished = true;
+        failed = kernelFaultFrom(e, def.id) ?? (e as Error);
+      }
+      if (failed === undefined && performance.now() > deadline) {
+        failed = new Error(`it did not report Launched within ${READY_TIMEOUT_MS} ms`);
+      }
+      if (failed !== undefined) {
+        if (!res.finished) {
+          // Still running after all: ask it to stop; its memory goes when its stream completes.
+          Atomics.store(mem.words, KernelWord.terminateMode, 0);
+          mem.cb.requestTerminate();
+        }
+        this.#release(res);
+        throw new KernelFailedError(def.id, `persistent kernel did not start: ${failed.message}`);
+      }
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(EXIT_POLL_MAX_MS, wait * 2);
+    }
+    poll();
+
+    const routeInit: RouteInit = {
+      id: def.id,
+      numericId,
+      inputTypeId: def.input?.typeId ?? 0,
+      buffer: mem.buffer,
+      layout,
+    };
+    const route = new Route(routeInit);
+    const kill = (reason: string, cause: KillCause): void => {
+      // A GPU kernel cannot be killed without losing the context: ask it to stop (leaving its
+      // input) and settle now; its memory is freed once its stream completes.
+      Atomics.store(mem.words, KernelWord.terminateMode, 0);
+      mem.cb.requestTerminate();
+      const name = cause === "watchdog" ? "HeartbeatTimeout" : "Killed";
+      settleExit({ kind: "died", error: { name, message: reason }, cause });
+    };
+    const handle = new KernelHandle(def, options, {
+      mem,
+      route: routeInit,
+      exit,
+      detach: () => {
+        const copy = new ArrayBuffer(layout.byteLength);
+        new Uint8Array(copy).set(new Uint8Array(mem.buffer, 0, layout.byteLength));
+        return KernelMemory.attach(copy, layout);
+      },
+      dispose: () => {
+        this.#retire(def.id);
+        this.#release(res);
+      },
+      onFailure: (error, cause) => this.#emitFailure({ kernelId: def.id, error, cause }),
+      onStateChange: (from, to, reason) => {
+        this.#events.emit({
+          kernelId: def.id,
+          from: kernelStateName(from),
+          to: kernelStateName(to),
+          hlc: this.#clock.tick(),
+          ...(reason === undefined ? {} : { reason }),
+        });
+      },
+      kill,
+    }, this.#clock);
+    this.#kernels.set(def.id, { handle, route, k2k: options.k2k, kill });
+    if (options.autoActivate) await handle.activate();
+    return handle;
+  }
+
+  /**
+   * Frees a kernel's stream and region once its stream has completed; until then (a killed
+   * kernel still running) polls for it on an unref'd timer.
+   */
+  #release(res: Resources): void {
+    if (res.freed) return;
+    const ctx = this.#ctx;
+    if (!res.finished && ctx.faulted === undefined) {
+      try {
+        res.finished = ctx.queryStream(res.stream);
+      } catch {
+        res.finished = true;
+      }
+    }
+    if (!res.finished && ctx.faulted === undefined) {
+      unref(setTimeout(() => this.#release(res), EXIT_POLL_MAX_MS));
+      return;
+    }
+    res.freed = true;
+    this.#resources.delete(res);
+    if (ctx.faulted !== undefined) return; // closing the context frees them
+    try {
+      ctx.destroyStream(res.stream);
+    } catch {
+      // A fault between the check and here: the context owns it now.
+    }
+    this.#poolRegion(res.region);
+  }
+
+  /** A region of `bytes` bytes: a pooled one of that size, else a new allocation. */
+  #takeRegion(bytes: number): HostAllocation {
+    const pooled = this.#pool.findIndex((r) => r.bytes === bytes);
+    if (pooled >= 0) return this.#pool.splice(pooled, 1)[0];
+    return this.#ctx.allocHost(bytes);
+  }
+
+  /**
+   * Keeps a released region for the next launch of the same size rather than unmapping it:
+   * views of it may still be held by a host task that has not yet noticed its kernel ended
+   * (a sender waiting for room), and reading unmapped memory would crash the process. Beyond
+   * {@linkcode POOL_LIMIT} regions, the oldest is freed after {@linkcode FREE_GRACE_MS}, longer
+   * than any such wait lasts before it re-checks the kernel's state.
+   */
+  #poolRegion(region: HostAllocation): void {
+    this.#pool.push(region);
+    while (this.#pool.length > POOL_LIMIT) {
+      const old = this.#pool.shift()!;
+      this.#dying.add(old);
+      unref(setTimeout(() => this.#freeRegion(old), FREE_GRACE_MS));
+    }
+  }
+
+  #freeRegion(region: HostAllocation): void {
+    if (!this.#dying.delete(region) || this.#ctx.faulted !== undefined) return;
+    try {
+      this.#ctx.freeHost(region);
+    } catch {
+      // The context closed or faulted meanwhile: it frees its memory itself.
+    }
+  }
+
+  #retire(id: string): void {
+    const e = this.#kernels.get(id);
+    if (e === undefined) return;
+    this.#kernels.delete(id);
+    const m = e.handle.metrics();
+    this.#retired.processed += m.processed;
+    this.#retired.dropped += m.dropped;
+    this.#retired.errors += m.errors;
+    this.#retired.kernels[m.state] = (this.#retired.kernels[m.state] ?? 0) + 1;
+    const k = this.#k2kOf(e);
+    this.#retiredK2k.sent += k.sent;
+    this.#retiredK2k.delivered += k.delivered;
+    this.#retiredK2k.queueFull += k.queueFull;
+    this.#retiredK2k.notFound += k.notFound;
+  }
+
+  #k2kOf(e: Entry): K2kCounters {
+    const w = e.route.mem.words;
+    return {
+      sent: Atomics.load(w, KernelWord.k2kSent),
+      delivered: Atomics.load(w, KernelWord.k2kDelivered),
+      queueFull: Atomics.load(w, KernelWord.k2kQueueFull),
+      notFound: Atomics.load(w, KernelWord.k2kNotFound),
+    };
+  }
+
+  #emitFailure(event: KernelFailureEvent): void {
+    for (const l of this.#failureListeners) {
+      try {
+        l(event);
+      } catch {
+        // A listener's own failure must not take the runtime down.
+      }
+    }
+  }
+
+  /** The running kernel `id`, or undefined. */
+  getKernel(id: string): KernelHandle | undefined {
+    return this.#kernels.get(id)?.handle;
+  }
+
+  /** Ids of the running kernels, in launch order. */
+  listKernels(): string[] {
+    return [...this.#kernels.keys()];
+  }
+
+  /** One snapshot per running kernel. */
+  kernelMetrics(): KernelMetrics[] {
+    return [...this.#kernels.values()].map((e) => e.handle.metrics());
+  }
+
+  /** Runtime totals, including kernels that have terminated. */
+  metrics(): RuntimeMetrics {
+    const k2k = { ...this.#retiredK2k };
+    const add = (c: Readonly<K2kCounters>) => {
+      k2k.sent += c.sent;
+      k2k.delivered += c.delivered;
+      k2k.queueFull += c.queueFull;
+      k2k.notFound += c.notFound;
+    };
+    for (const e of this.#kernels.values()) add(this.#k2kOf(e));
+    add(this.#broker.counters());
+    return runtimeTotals(this.kernelMetrics(), k2k, this.#retired);
+  }
+
+  /** The K2K broker (host-side sends into the kernels' input lanes). */
+  k2kBroker(): K2kBroker {
+    this.#checkOpen();
+    return this.#broker;
+  }
+
+  /** Registers a failure listener; returns its unsubscribe function. */
+  onKernelFailure(listener: (event: KernelFailureEvent) => void): () => void {
+    this.#failureListeners.add(listener);
+    return () => this.#failureListeners.delete(listener);
+  }
+
+  /** See {@linkcode KernelRuntime.events}. */
+  events(options?: EventStreamOptions): TelemetryEventStream {
+    return this.#events.events(options);
+  }
+
+  /** See {@linkcode KernelRuntime.onStateChange}. */
+  onStateChange(listener: TelemetryListener): () => void {
+    return this.#events.on(listener);
+  }
+
+  /** See {@linkcode KernelRuntime.metricsText}. */
+  metricsText(): string {
+    return prometheusText(this.metrics(), this.kernelMetrics());
+  }
+
+  /**
+   * Terminates every kernel (queued messages are returned unless `drain`), gives up on any that
+   * does not stop within `timeoutMs`, then unloads the modules and releases the context and the
+   * driver. A kernel still running then (a handler that never returns) keeps the context: it is
+   * left to the process's exit rather than waited for. A second call throws `InvalidStateError`.
+   */
+  async shutdown(options: ShutdownOptions = {}): Promise<Record<string, TerminateReport>> {
+    if (this.#shutdown) {
+      throw new InvalidStateError(ErrorCode.InvalidState, "the runtime has been shut down");
+    }
+    this.#shutdown = true;
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const reports: Record<string, TerminateReport> = {};
+    await Promise.all([...this.#kernels.values()].map(async (e) => {
+      let timer: TimerHandle | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          e.kill(`did not stop within ${timeoutMs} ms of shutdown`, "killed");
+          resolve();
+        }, timeoutMs);
+      });
+      try {
+        const stop = e.handle.terminate({ drain: options.drain ?? false }).then(
+          (r) => {
+            reports[e.handle.id] = r;
+          },
+          () => e.handle.settled,
+        );
+        await Promise.race([stop, deadline]);
+        await e.handle.settled;
+      } catch {
+        await e.handle.settled;
+      } finally {
+        clearTimeout(timer);
+      }
+    }));
+    this.#failureListeners.clear();
+    this.#events.close();
+    // Kernels that were killed get a short grace to finish before the context goes.
+    const graceEnd = performance.now() + 100;
+    while (this.#resources.size > 0 && performance.now() < graceEnd) {
+      for (const r of [...this.#resources]) this.#release(r);
+      if (this.#resources.size > 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    if (this.#resources.size === 0 || this.#ctx.faulted !== undefined) {
+      this.#modules.clear();
+      this.#pool.length = 0;
+      this.#dying.clear();
+      try {
+        this.#ctx.close();
+      } catch {
+        // A faulted context still releases; nothing more to free.
+      }
+      this.#nvrtc.close();
+      try {
+        this.#driver.close();
+      } catch {
+        // As above.
+      }
+    }
+    return reports;
+  }
+}

@@ -1,0 +1,921 @@
+/**
+ * The persistent CUDA kernel: CUDA C (for NVRTC) of a loop that runs a DSL handler on the GPU
+ * over a kernel's region in mapped pinned host memory, with the protocol of the CPU backend's
+ * worker (`src/backends/cpu/kernel_worker.ts`), so one `KernelHandle` drives both:
+ *
+ * - commands from the control block (activate / deactivate / terminate, with the host's
+ *   `terminateMode` word: 1 drain the input first, 0 leave it), and the state moves
+ *   `Launched → Active ⇄ Deactivated → Terminating → Terminated` as the worker moves them;
+ * - the high lane before the normal lane, with the MPSC per-slot sequence protocol (slot of ticket
+ *   `t` is ready when `seq[t & mask] == t + 1`; head stored once per batch per lane), no more
+ *   messages per batch than free output slots (every message may reply once);
+ * - every envelope validated (magic, version, `payloadLength == sizeof(In)`, length within the
+ *   slot, typeId, CRC32C when flagged): a bad one is dropped, counted (`dropped`, `errorCount`,
+ *   `lastError`, and the `corrupt` word for checksums) and a requester gets an error reply;
+ * - replies in the SPSC output queue as the worker writes them (`Reply` + `correlationId` for
+ *   requests, the empty-reply type for requests the handler did not answer, plain outputs for
+ *   non-requests that returned a value), published with one tail store per batch after the
+ *   counters (seqlocked `processed`/`dropped`) and the state write-back;
+ * - the HLC word of the control block (offset 64) advanced from `%globaltimer` (ms since the
+ *   host's `Date.now()` at launch, plus the logical counter), merged with every message's
+ *   timestamp; the handler latency histogram, the heartbeat and the queue snapshots.
+ *
+ * Memory ordering: the kernel reads host-written words with volatile loads and a
+ * `__threadfence_system()` after the readiness checks, and publishes with a
+ * `__threadfence_system()` before every tail/head/state store (no libcu++: NVRTC has no headers).
+ * The commands word is cleared with `atomicAnd_system` (see the caveat in docs: on a PCIe host
+ * without native host atomics a command set in the same microsecond as another is cleared may be
+ * lost; `KernelHandle` never issues one command before the previous one is acknowledged).
+ *
+ * The state struct lives in shared memory while the kernel runs (read once at launch, written
+ * back to the region before each batch's replies are published), so handlers touch no PCIe.
+ *
+ * K2K sends (`ctx.send`) are not delivered by the GPU yet: each is counted in the runtime words
+ * `k2kSent` and `k2kNotFound` (never dropped silently), exactly as a send to an unknown kernel.
+ *
+ * Launch: 1 block × 32 threads; thread 0 works, the other lanes return at once (the structure
+ * keeps a warp for a later warp-cooperative dequeue).
+ * @module
+ */
+
+import { ControlBlock } from "../../core/control_block.ts";
+import { ENVELOPE_MAGIC, ENVELOPE_VERSION, EnvelopeFlag } from "../../core/envelope.ts";
+import { ErrorCode } from "../../core/errors.ts";
+import { queueHeaderC } from "../../core/queue_layout.ts";
+import type { IrKernel } from "../../dsl/ir.ts";
+import { emitCuda } from "../../dsl/cuda.ts";
+import { C_PRELUDE } from "../../core/schema_codegen.ts";
+import {
+  EMPTY_REPLY_TYPE_ID,
+  ERROR_REPLY_TYPE_ID,
+  KernelWord,
+} from "../../runtime/kernel_memory.ts";
+import { LatencyHistogram } from "../../runtime/histogram.ts";
+
+/** `lastError` code of an input whose checksum did not match (the CPU backend's code). */
+export const CUDA_CHECKSUM_MISMATCH = 0x1001;
+
+/** Largest state struct kept in shared memory; larger states are used in place (mapped). */
+export const SHARED_STATE_LIMIT = 32 * 1024;
+
+/** One launch parameter of the persistent entry, in order. */
+export interface PersistentParam {
+  /** C name. */
+  readonly name: string;
+  /** C type: the region pointer, a u32 or the u64 launch time. */
+  readonly type: "ptr" | "u32" | "u64";
+}
+
+/** The parameters every persistent entry takes, in order (see {@linkcode PersistentArgs}). */
+export const PERSISTENT_PARAMS: readonly PersistentParam[] = [
+  { name: "region", type: "ptr" },
+  { name: "numeric_id", type: "u32" },
+  { name: "off_state", type: "u32" },
+  { name: "off_hist", type: "u32" },
+  { name: "off_high", type: "u32" },
+  { name: "off_normal", type: "u32" },
+  { name: "off_output", type: "u32" },
+  { name: "in_cap", type: "u32" },
+  { name: "out_cap", type: "u32" },
+  { name: "slot", type: "u32" },
+  { name: "batch_max", type: "u32" },
+  { name: "host_ms0", type: "u64" },
+];
+
+/** Values of {@linkcode PERSISTENT_PARAMS} for one launch. */
+export interface PersistentArgs {
+  /** Device address of the region (mapped pinned memory). */
+  readonly region: bigint;
+  /** The kernel's numeric id (envelope source, HLC node id). */
+  readonly numericId: number;
+  /** Region offsets (`KernelLayout`). */
+  readonly state: number;
+  /** Offset of the latency histogram. */
+  readonly histogram: number;
+  /** Offset of the high lane. */
+  readonly high: number;
+  /** Offset of the normal lane. */
+  readonly normal: number;
+  /** Offset of the output queue. */
+  readonly output: number;
+  /** Slots per input lane. */
+  readonly inputCapacity: number;
+  /** Slots of the output queue. */
+  readonly outputCapacity: number;
+  /** Bytes per slot. */
+  readonly slotSize: number;
+  /** Messages per batch at most. */
+  readonly batchMax: number;
+  /** `Date.now()` at launch: the HLC's physical time origin. */
+  readonly hostMs0: number;
+}
+
+/** What {@linkcode emitPersistent} returns. */
+export interface PersistentSource {
+  /** The complete translation unit for NVRTC (or `nvcc -x cu`). */
+  readonly code: string;
+  /** The `extern "C"` entry: `rk_persistent_<name>`. */
+  readonly entry: string;
+  /** Threads per block to launch with (one block). */
+  readonly blockThreads: 32;
+  /** The entry's parameters in order. */
+  readonly params: readonly PersistentParam[];
+  /** The input typeId (0 for the passthrough kernel, which takes any). */
+  readonly inputTypeId: number;
+  /** Bytes of an input payload (0 for the passthrough kernel). */
+  readonly inputSize: number;
+  /** Bytes of a reply payload (0 without an output schema). */
+  readonly outputSize: number;
+  /** Bytes of the state struct (0 without state). */
+  readonly stateSize: number;
+  /** Whether the state is kept in shared memory (else used in place in the region). */
+  readonly stateInShared: boolean;
+}
+
+/** Packs {@linkcode PersistentArgs} in {@linkcode PERSISTENT_PARAMS} order for `CudaContext.launch`. */
+export function persistentLaunchArgs(
+  a: PersistentArgs,
+): ({ ptr: bigint } | { u32: number } | { u64: bigint })[] {
+  return [
+    { ptr: a.region },
+    { u32: a.numericId },
+    { u32: a.state },
+    { u32: a.histogram },
+    { u32: a.high },
+    { u32: a.normal },
+    { u32: a.output },
+    { u32: a.inputCapacity },
+    { u32: a.outputCapacity },
+    { u32: a.slotSize },
+    { u32: a.batchMax },
+    { u64: BigInt(Math.floor(a.hostMs0)) },
+  ];
+}
+
+const round16 = (n: number): number => Math.ceil(n / 16) * 16;
+
+/** C string literal of ASCII text (JSON error replies). */
+function cString(text: string): string {
+  return `"${text.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[^\x20-\x7e]/g, "?")}"`;
+}
+
+/** The layout-pinning structs: control block and queue header, with their asserts. */
+function layoutStructs(): string {
+  // Offset asserts need __builtin_offsetof, which NVRTC's front end lacks; nvcc checks them.
+  const withOffsets = (text: string): string =>
+    text.split("\n").map((l) =>
+      l.startsWith("static_assert(__builtin_offsetof")
+        ? `#if !defined(__CUDACC_RTC__)\n${l}\n#endif`
+        : l
+    ).join("\n");
+  return withOffsets(ControlBlock.cStruct({ asserts: true })) +
+    withOffsets(queueHeaderC({ asserts: true }));
+}
+
+interface LoopSpec {
+  readonly name: string;
+  readonly kernelId: string;
+  /** Handler mode: the DSL function and its types; undefined for passthrough. */
+  readonly handler?: {
+    readonly fn: string;
+    readonly ctxStruct: string;
+    readonly inType: string;
+    readonly outType: string | undefined;
+    readonly stateType: string | undefined;
+  };
+  readonly inputTypeId: number;
+  readonly inputSize: number;
+  readonly outputTypeId: number;
+  readonly outputSize: number;
+  readonly stateSize: number;
+}
+
+/**
+ * Emits the persistent kernel of a checked handler (`checkKernel(definition)`): the DSL's
+ * handler function and structs (from `emitCuda`) followed by the loop and its `extern "C"`
+ * entry `rk_persistent_<name>`, launched 1 block × 32 threads with {@linkcode persistentLaunchArgs}.
+ *
+ * @throws {TypeError} when `ir` is not a handler kernel
+ */
+export function emitPersistent(ir: IrKernel, kernelId: string = ir.name): PersistentSource {
+  const h = ir.handler;
+  if (ir.kind !== "handler" || h === undefined) {
+    throw new TypeError(`emitPersistent needs a handler kernel, got a ${ir.kind} kernel`);
+  }
+  const src = emitCuda(ir);
+  const abi = src.handler!;
+  const p = src.parts;
+  const spec: LoopSpec = {
+    name: ir.name,
+    kernelId,
+    handler: {
+      fn: abi.function,
+      ctxStruct: abi.ctxStruct,
+      inType: h.input.name,
+      outType: h.output?.name,
+      stateType: h.state?.name,
+    },
+    inputTypeId: h.input.typeId,
+    inputSize: h.input.size,
+    outputTypeId: h.output?.typeId ?? 0,
+    outputSize: h.output?.size ?? 0,
+    stateSize: h.state?.size ?? 0,
+  };
+  const code = [p.prelude, layoutStructs(), p.structs, p.ctx, p.functions, p.handlerFunction]
+    .filter((s) => s !== "").join("\n") + "\n" + loopSource(spec);
+  return result(spec, code);
+}
+
+/**
+ * Emits the built-in passthrough kernel (`runtime.launch("id")`): it answers every message with
+ * its own payload and typeId (a reply for a request, an output otherwise).
+ */
+export function emitPassthroughPersistent(kernelId: string): PersistentSource {
+  const spec: LoopSpec = {
+    name: "passthrough",
+    kernelId,
+    inputTypeId: 0,
+    inputSize: 0,
+    outputTypeId: 0,
+    outputSize: 0,
+    stateSize: 0,
+  };
+  const code = C_PRELUDE + layoutStructs() + "\n" + loopSource(spec);
+  return result(spec, code);
+}
+
+function result(spec: LoopSpec, code: string): PersistentSource {
+  return {
+    code,
+    entry: `rk_persistent_${spec.name}`,
+    blockThreads: 32,
+    params: PERSISTENT_PARAMS,
+    inputTypeId: spec.inputTypeId,
+    inputSize: spec.inputSize,
+    outputSize: spec.outputSize,
+    stateSize: spec.stateSize,
+    stateInShared: spec.stateSize <= SHARED_STATE_LIMIT,
+  };
+}
+
+function loopSource(s: LoopSpec): string {
+  const pass = s.handler === undefined;
+  const checksumText = JSON.stringify({
+    name: "DecodeError",
+    message: `kernel ${s.kernelId}: checksum mismatch, message dropped`,
+    code: ErrorCode.DecodeChecksum,
+  });
+  const invalidText = JSON.stringify({
+    name: "ValidationError",
+    message: `kernel ${s.kernelId} does not take this envelope (magic, version, ` +
+      `length or typeId), message dropped`,
+  });
+  const shortChecksum = JSON.stringify({ name: "DecodeError", code: ErrorCode.DecodeChecksum });
+  const shortInvalid = JSON.stringify({ name: "ValidationError" });
+  const errBytes = round16(64 + Math.max(checksumText.length, invalidText.length));
+  const stateVecs = Math.max(1, round16(s.stateSize) / 16);
+  const stateShared = s.stateSize > 0 && s.stateSize <= SHARED_STATE_LIMIT;
+  const hist = LatencyHistogram;
+  const W = KernelWord;
+  const params = PERSISTENT_PARAMS.map((q) =>
+    q.type === "ptr"
+      ? `unsigned char* ${q.name}`
+      : q.type === "u32"
+      ? `unsigned int ${q.name}`
+      : `unsigned long long ${q.name}`
+  ).join(",\n    ");
+
+  const handlerCall = pass ? "" : handlerCallSource(s, stateShared);
+
+  return `
+// ===== RingKernel persistent loop (generated by emitPersistent; do not edit) =====
+#define RK_P_ENV_MAGIC 0x${ENVELOPE_MAGIC.toString(16).toUpperCase()}u
+#define RK_P_ENV_VERSION ${ENVELOPE_VERSION}u
+#define RK_P_HDR 64u
+#define RK_P_F_CHECKSUM ${EnvelopeFlag.HasChecksum}u
+#define RK_P_F_REQUEST ${EnvelopeFlag.Request}u
+#define RK_P_F_REPLY ${EnvelopeFlag.Reply}u
+#define RK_P_F_ERROR ${EnvelopeFlag.Error}u
+#define RK_P_EMPTY_REPLY 0x${EMPTY_REPLY_TYPE_ID.toString(16).toUpperCase()}u
+#define RK_P_ERROR_REPLY 0x${ERROR_REPLY_TYPE_ID.toString(16).toUpperCase()}u
+#define RK_P_CHECKSUM_MISMATCH 0x${CUDA_CHECKSUM_MISMATCH.toString(16)}u
+#define RK_P_PASSTHROUGH ${pass ? 1 : 0}
+#define RK_P_INPUT_TYPE ${s.inputTypeId}u
+#define RK_P_INPUT_SIZE ${s.inputSize}u
+#define RK_P_OUTPUT_TYPE ${s.outputTypeId}u
+#define RK_P_OUTPUT_SIZE ${s.outputSize}u
+#define RK_P_IN_VECS ${round16(64 + s.inputSize) / 16}u
+#define RK_P_OUT_VECS ${round16(64 + s.outputSize) / 16}u
+#define RK_P_ERR_VECS ${errBytes / 16}u
+#define RK_P_STATE_SIZE ${s.stateSize}u
+#define RK_P_STATE_VECS ${stateVecs}u
+#define RK_P_STATE_SHARED ${stateShared ? 1 : 0}
+#define RK_P_W_SLEEPING ${W.sleeping}u
+#define RK_P_W_K2K_SENT ${W.k2kSent}u
+#define RK_P_W_K2K_NOT_FOUND ${W.k2kNotFound}u
+#define RK_P_W_TERMINATE_MODE ${W.terminateMode}u
+#define RK_P_W_CORRUPT ${W.corrupt}u
+#define RK_P_WORDS_OFFSET 128u
+#define RK_P_HIST_BUCKETS ${hist.bucketCount}u
+#define RK_P_SPIN_ITERS 64u
+#define RK_P_MAX_SLEEP_NS 20000u
+#define RK_P_DRAIN_STALL_NS 1000000000ull
+
+static_assert(sizeof(RkControlBlock) == 128u, "control block size");
+static_assert(sizeof(RkQueueHeader) == 512u, "queue header size");
+
+struct __align__(16) rk_u4 { unsigned int x, y, z, w; };
+
+__device__ __forceinline__ rk_u4 rk_ld4(const void* p) {
+  rk_u4 v;
+  asm volatile("ld.volatile.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void rk_st4(void* p, const rk_u4& v) {
+  asm volatile("st.volatile.v4.u32 [%0], {%1, %2, %3, %4};"
+               :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+__device__ __forceinline__ unsigned int rk_ld(const volatile unsigned int* p) { return *p; }
+__device__ __forceinline__ void rk_st(volatile unsigned int* p, unsigned int v) { *p = v; }
+__device__ __forceinline__ void rk_st64(volatile unsigned long long* p, unsigned long long v) {
+  *p = v;
+}
+__device__ __forceinline__ unsigned long long rk_gtime() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// CRC32C (Castagnoli, reflected 0x82F63B78), bitwise: envelopes are a few hundred bytes at most.
+__device__ __forceinline__ unsigned int rk_crc_byte(unsigned int c, unsigned int b) {
+  c ^= b;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+  return c;
+}
+// The envelope CRC: header bytes 0..55, the checksum field as four zeros, then 60..64+payload.
+__device__ unsigned int rk_envelope_crc(const unsigned char* env, unsigned int payload) {
+  unsigned int c = 0xFFFFFFFFu;
+  for (unsigned int i = 0u; i < 56u; ++i) c = rk_crc_byte(c, env[i]);
+  for (unsigned int i = 0u; i < 4u; ++i) c = rk_crc_byte(c, 0u);
+  for (unsigned int i = 60u; i < RK_P_HDR + payload; ++i) c = rk_crc_byte(c, env[i]);
+  return ~c;
+}
+
+// One input lane (MPSC) as the consumer sees it.
+struct rk_lane {
+  volatile RkQueueHeader* q;
+  volatile unsigned int* seq;
+  volatile unsigned int* lens;
+  unsigned char* data;
+  unsigned int mask;
+  unsigned int head;
+};
+
+__device__ void rk_lane_open(rk_lane& l, unsigned char* region, unsigned int off, unsigned int cap) {
+  unsigned char* base = region + off;
+  l.q = (volatile RkQueueHeader*)base;
+  l.seq = (volatile unsigned int*)(base + RK_Q_SEQ_OFFSET);
+  l.lens = (volatile unsigned int*)(base + RK_Q_LEN_OFFSET(cap));
+  l.data = base + RK_Q_DATA_OFFSET(cap);
+  l.mask = cap - 1u;
+  l.head = l.q->head;
+}
+
+// Published messages from head on, at most max: slot of ticket t is ready when seq == t + 1.
+// Four sequence words are read at a time (independent loads: one PCIe round trip, not four).
+__device__ unsigned int rk_lane_ready(const rk_lane& l, unsigned int max) {
+  unsigned int n = 0u;
+  while (n < max) {
+    unsigned int s[4];
+#pragma unroll
+    for (unsigned int k = 0u; k < 4u; ++k) s[k] = l.seq[(l.head + n + k) & l.mask];
+#pragma unroll
+    for (unsigned int k = 0u; k < 4u; ++k) {
+      if (n >= max || s[k] != l.head + n + 1u) return n;
+      ++n;
+    }
+  }
+  return n;
+}
+
+// The output queue (SPSC) as its producer sees it.
+struct rk_out {
+  volatile RkQueueHeader* q;
+  volatile unsigned int* lens;
+  unsigned char* data;
+  unsigned int cap;
+  unsigned int mask;
+  unsigned int tail;
+  unsigned int head; // cached; reloaded only when it says full
+  unsigned int count; // committed in this batch
+};
+
+__device__ void rk_out_open(rk_out& o, unsigned char* region, unsigned int off, unsigned int cap) {
+  unsigned char* base = region + off;
+  o.q = (volatile RkQueueHeader*)base;
+  o.lens = (volatile unsigned int*)(base + RK_Q_LEN_OFFSET(cap));
+  o.data = base + RK_Q_DATA_OFFSET(cap);
+  o.cap = cap;
+  o.mask = cap - 1u;
+  o.tail = o.q->tail;
+  o.head = o.q->head;
+  o.count = 0u;
+}
+
+__device__ unsigned int rk_out_room(rk_out& o, unsigned int want) {
+  unsigned int used = o.tail - o.head;
+  if ((int)used < 0 || o.cap - used < want) {
+    o.head = o.q->head;
+    used = o.tail - o.head;
+  }
+  const unsigned int free_slots = o.cap - used;
+  return free_slots < want ? free_slots : want;
+}
+
+struct rk_kernel {
+  unsigned char* region;
+  volatile RkControlBlock* cb;
+  volatile unsigned int* words;
+  unsigned char* hist;
+  rk_lane high;
+  rk_lane normal;
+  rk_out out;
+  unsigned int slot;
+  unsigned int numeric_id;
+  unsigned long long hlc;
+  unsigned long long g0;
+  unsigned long long ms0;
+  unsigned long long processed;
+  unsigned long long dropped;
+  unsigned long long pending_processed;
+  unsigned long long pending_dropped;
+  unsigned int seq;
+  unsigned int errors;
+  unsigned int corrupt;
+  unsigned int k2k_sent;
+  unsigned int k2k_not_found;
+  unsigned long long hist_count;
+  double hist_min;
+  double hist_max;
+  double hist_sum;
+  unsigned long long* hist_buckets; // shared memory
+  unsigned char* state; // shared memory copy (or the region's state when too large)
+  unsigned int* ctl; // the handler's control words (shared memory: it uses atomicAdd on [2])
+  unsigned int* outbox; // the handler's outbox (capacity 0: never written)
+  unsigned int state_offset;
+  unsigned int beat;
+};
+
+__device__ __forceinline__ void rk_beat(rk_kernel& k) { rk_st(&k.cb->heartbeat, ++k.beat); }
+
+// HLC: physical ms since the host's Date.now() at launch, from the GPU's global nanosecond timer.
+__device__ __forceinline__ unsigned long long rk_pt_ms(const rk_kernel& k) {
+  return k.ms0 + (rk_gtime() - k.g0) / 1000000ull;
+}
+__device__ __forceinline__ unsigned long long rk_hlc_tick_now(rk_kernel& k) {
+  const unsigned long long pt = rk_pt_ms(k) << 16;
+  k.hlc = pt > k.hlc ? pt : k.hlc + 1ull;
+  return k.hlc;
+}
+// Receipt of a remote word rw (as SharedHlcClock.updateFromWords); a sender more than 60 s
+// ahead is ignored (the message is still handled), as the CPU worker does.
+__device__ void rk_hlc_merge(rk_kernel& k, unsigned long long rw) {
+  const unsigned long long pt_ms = rk_pt_ms(k);
+  const unsigned long long r_ms = rw >> 16;
+  if (r_ms > pt_ms + 60000ull) return;
+  const unsigned long long o_ms = k.hlc >> 16;
+  if (pt_ms > o_ms && pt_ms > r_ms) k.hlc = pt_ms << 16;
+  else if (o_ms == r_ms) k.hlc = (k.hlc > rw ? k.hlc : rw) + 1ull;
+  else if (o_ms > r_ms) k.hlc = k.hlc + 1ull;
+  else k.hlc = rw + 1ull;
+}
+
+__device__ void rk_record_error(rk_kernel& k, unsigned int code) {
+  rk_st(&k.cb->last_error, code);
+  rk_st(&k.cb->error_count, ++k.errors);
+}
+
+// Handler latency into the region's LatencyHistogram (single writer: the counts live in shared
+// memory and each record writes the bucket, min/max/sum and count through to the region).
+__device__ void rk_hist_record(rk_kernel& k, unsigned long long ns) {
+  unsigned long long units = ns * 4ull;
+  unsigned int b;
+  if (units < 64ull) b = (unsigned int)units;
+  else {
+    if (units > 0xFFFFFFFFFFull) units = 0xFFFFFFFFFFull;
+    const unsigned int e = 63u - (unsigned int)__clzll((long long)units);
+    const unsigned int shift = e - 5u;
+    b = shift * 32u + (unsigned int)(units >> shift);
+  }
+  const unsigned long long c = ++k.hist_buckets[b];
+  rk_st64((volatile unsigned long long*)(k.hist + 32u + 8u * b), c);
+  const double v = (double)ns;
+  if (k.hist_count == 0ull || v < k.hist_min) k.hist_min = v;
+  if (k.hist_count == 0ull || v > k.hist_max) k.hist_max = v;
+  k.hist_sum += v;
+  ++k.hist_count;
+  volatile double* f = (volatile double*)k.hist;
+  f[0] = k.hist_min;
+  f[1] = k.hist_max;
+  f[2] = k.hist_sum;
+  // Ordered before the host can rely on it by the batch's fences (rk_flush_counters).
+  rk_st64((volatile unsigned long long*)(k.hist + 24u), k.hist_count);
+}
+
+// The reply header (16 words) for input header w (request: Reply + correlation id).
+__device__ void rk_reply_header(rk_kernel& k, unsigned int* h, const unsigned int* w,
+                                unsigned int type_id, unsigned int payload, unsigned int flags) {
+  const bool request = ((w[1] >> 16) & RK_P_F_REQUEST) != 0u;
+  const unsigned long long ts = rk_hlc_tick_now(k);
+  h[0] = RK_P_ENV_MAGIC;
+  h[1] = RK_P_ENV_VERSION | ((request ? (RK_P_F_REPLY | flags) : flags) << 16);
+  h[2] = type_id;
+  h[3] = payload;
+  h[4] = 0u;
+  h[5] = 0u;
+  h[6] = request ? w[4] : 0u;
+  h[7] = request ? w[5] : 0u;
+  h[8] = k.numeric_id;
+  h[9] = 0u;
+  h[10] = (unsigned int)ts;
+  h[11] = (unsigned int)(ts >> 32);
+  h[12] = k.numeric_id;
+  h[13] = w[13];
+  h[14] = 0u;
+  h[15] = 0u;
+}
+
+// Stores vecs 16-byte vectors of buf into the next reserved output slot; commits len bytes.
+__device__ void rk_out_commit(rk_kernel& k, const rk_u4* buf, unsigned int vecs, unsigned int len) {
+  rk_out& o = k.out;
+  const unsigned int i = (o.tail + o.count) & o.mask;
+  unsigned char* dst = o.data + (unsigned long long)i * k.slot;
+  for (unsigned int v = 0u; v < vecs; ++v) rk_st4(dst + 16u * v, buf[v]);
+  o.lens[i] = len;
+  ++o.count;
+}
+
+// An error reply (flags Reply | Error, typeId ERROR_REPLY): JSON text cut to fit the slot.
+__device__ void rk_error_reply(rk_kernel& k, const unsigned int* w, const char* text,
+                               const char* short_text) {
+  rk_u4 buf[RK_P_ERR_VECS];
+  unsigned int n = 0u;
+  while (text[n] != 0) ++n;
+  if (RK_P_HDR + n > k.slot) {
+    text = short_text;
+    n = 0u;
+    while (text[n] != 0) ++n;
+    if (RK_P_HDR + n > k.slot) n = k.slot - RK_P_HDR;
+  }
+  unsigned int* h = (unsigned int*)buf;
+  rk_reply_header(k, h, w, RK_P_ERROR_REPLY, n, RK_P_F_ERROR);
+  unsigned char* bytes = (unsigned char*)buf;
+  const unsigned int vecs = (RK_P_HDR + n + 15u) / 16u;
+  for (unsigned int i = RK_P_HDR; i < vecs * 16u; ++i) {
+    bytes[i] = i - RK_P_HDR < n ? (unsigned char)text[i - RK_P_HDR] : 0u;
+  }
+  rk_out_commit(k, buf, vecs, RK_P_HDR + n);
+}
+
+__device__ const char rk_text_checksum[] = ${cString(checksumText)};
+__device__ const char rk_text_checksum_short[] = ${cString(shortChecksum)};
+__device__ const char rk_text_invalid[] = ${cString(invalidText)};
+__device__ const char rk_text_invalid_short[] = ${cString(shortInvalid)};
+
+// Handles the message of ticket t of lane l (ready, and an output slot reserved for it).
+__device__ void rk_handle(rk_kernel& k, rk_lane& l, unsigned int t) {
+  const unsigned int i = t & l.mask;
+  const unsigned char* src = l.data + (unsigned long long)i * k.slot;
+  const unsigned int length = l.lens[i];
+#if RK_P_PASSTHROUGH
+  // Header first; the payload is copied slot to slot below once its length is known valid.
+  rk_u4 env[4];
+#pragma unroll
+  for (unsigned int v = 0u; v < 4u; ++v) env[v] = rk_ld4(src + 16u * v);
+#else
+  rk_u4 env[RK_P_IN_VECS];
+#pragma unroll 4
+  for (unsigned int v = 0u; v < RK_P_IN_VECS; ++v) env[v] = rk_ld4(src + 16u * v);
+#endif
+  const unsigned int* w = (const unsigned int*)env;
+  const unsigned int flags = w[1] >> 16;
+  const unsigned int payload = w[3];
+  const bool request = (flags & RK_P_F_REQUEST) != 0u;
+#if RK_P_PASSTHROUGH
+  const bool wrong = w[0] != RK_P_ENV_MAGIC || (w[1] & 0xFFFFu) != RK_P_ENV_VERSION ||
+                     RK_P_HDR + payload > length || length > k.slot || w[2] == 0u;
+#else
+  const bool wrong = w[0] != RK_P_ENV_MAGIC || (w[1] & 0xFFFFu) != RK_P_ENV_VERSION ||
+                     payload != RK_P_INPUT_SIZE || RK_P_HDR + payload > length ||
+                     w[2] != RK_P_INPUT_TYPE;
+#endif
+  bool corrupt = false;
+  if (!wrong && (flags & RK_P_F_CHECKSUM) != 0u) {
+#if RK_P_PASSTHROUGH
+    unsigned int c = 0xFFFFFFFFu;
+    const unsigned char* hb = (const unsigned char*)env;
+    for (unsigned int b = 0u; b < 56u; ++b) c = rk_crc_byte(c, hb[b]);
+    for (unsigned int b = 0u; b < 4u; ++b) c = rk_crc_byte(c, 0u);
+    for (unsigned int b = 60u; b < 64u; ++b) c = rk_crc_byte(c, hb[b]);
+    for (unsigned int v = 0u; v < (payload + 15u) / 16u; ++v) {
+      const rk_u4 x = rk_ld4(src + RK_P_HDR + 16u * v);
+      const unsigned char* xb = (const unsigned char*)&x;
+      for (unsigned int b = 0u; b < 16u && 16u * v + b < payload; ++b) c = rk_crc_byte(c, xb[b]);
+    }
+    corrupt = ~c != w[14];
+#else
+    corrupt = rk_envelope_crc((const unsigned char*)env, payload) != w[14];
+#endif
+  }
+  if (wrong || corrupt) {
+    ++k.pending_dropped;
+    if (corrupt) {
+      rk_st(&k.words[RK_P_W_CORRUPT], ++k.corrupt);
+      rk_record_error(k, RK_P_CHECKSUM_MISMATCH);
+    } else {
+      rk_record_error(k, RK_ERR_INVALID_MESSAGE);
+    }
+    if (request) {
+      if (corrupt) rk_error_reply(k, w, rk_text_checksum, rk_text_checksum_short);
+      else rk_error_reply(k, w, rk_text_invalid, rk_text_invalid_short);
+    }
+    return;
+  }
+  const unsigned long long rw = ((unsigned long long)w[11] << 32) | w[10];
+  if (rw != 0ull) rk_hlc_merge(k, rw);
+  const unsigned long long t0 = rk_gtime();
+#if RK_P_PASSTHROUGH
+  {
+    rk_u4 hdr[4];
+    rk_reply_header(k, (unsigned int*)hdr, w, w[2], payload, 0u);
+    const unsigned int oi = (k.out.tail + k.out.count) & k.out.mask;
+    unsigned char* dst = k.out.data + (unsigned long long)oi * k.slot;
+#pragma unroll
+    for (unsigned int v = 0u; v < 4u; ++v) rk_st4(dst + 16u * v, hdr[v]);
+    for (unsigned int v = 0u; v < (payload + 15u) / 16u; ++v) {
+      rk_st4(dst + RK_P_HDR + 16u * v, rk_ld4(src + RK_P_HDR + 16u * v));
+    }
+    k.out.lens[oi] = RK_P_HDR + payload;
+    ++k.out.count;
+  }
+#else
+${handlerCall}
+#endif
+  ++k.pending_processed;
+  rk_hist_record(k, rk_gtime() - t0);
+}
+
+// Handles up to max ready messages of lane l; returns how many (the head advances locally and
+// is stored once per batch by rk_batch, after the replies are published).
+__device__ unsigned int rk_take(rk_kernel& k, rk_lane& l, unsigned int max) {
+  const unsigned int n = rk_lane_ready(l, max);
+  if (n == 0u) return 0u;
+  // Acquire: the slots' bytes are read only after their sequence words said they are published.
+  __threadfence_system();
+  for (unsigned int j = 0u; j < n; ++j) {
+    rk_handle(k, l, l.head + j);
+    rk_beat(k);
+  }
+  l.head += n;
+  return n;
+}
+
+__device__ void rk_flush_counters(rk_kernel& k) {
+  if (k.pending_processed == 0ull && k.pending_dropped == 0ull) return;
+  k.processed += k.pending_processed;
+  k.dropped += k.pending_dropped;
+  k.pending_processed = 0ull;
+  k.pending_dropped = 0ull;
+  volatile unsigned int* cbw = (volatile unsigned int*)k.cb;
+  rk_st(&k.cb->seq, ++k.seq); // odd: writing
+  __threadfence_system();
+  cbw[10] = (unsigned int)k.processed;
+  cbw[11] = (unsigned int)(k.processed >> 32);
+  cbw[12] = (unsigned int)k.dropped;
+  cbw[13] = (unsigned int)(k.dropped >> 32);
+  __threadfence_system();
+  rk_st(&k.cb->seq, ++k.seq); // even: stable
+}
+
+__device__ void rk_write_back_state(rk_kernel& k) {
+#if RK_P_STATE_SHARED
+  unsigned char* dst = k.region + k.state_offset;
+  for (unsigned int v = 0u; v < RK_P_STATE_VECS; ++v) {
+    rk_st4(dst + 16u * v, ((const rk_u4*)k.state)[v]);
+  }
+#endif
+}
+
+// One batch: up to batch_max messages, the high lane first, no more than free output slots.
+// Returns how many were taken; *full is set when no output slot was free.
+__device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* full) {
+  const unsigned int room = rk_out_room(k.out, batch_max);
+  *full = room == 0u;
+  if (room == 0u) return 0u;
+  k.out.count = 0u;
+  const unsigned int hh = k.high.head;
+  const unsigned int nh = k.normal.head;
+  unsigned int n = rk_take(k, k.high, room);
+  if (n < room) n += rk_take(k, k.normal, room - n);
+  if (n == 0u) return 0u;
+  if (k.k2k_sent != 0u) {
+    rk_st(&k.words[RK_P_W_K2K_SENT], k.k2k_sent);
+    rk_st(&k.words[RK_P_W_K2K_NOT_FOUND], k.k2k_not_found);
+  }
+  rk_write_back_state(k);
+  rk_st64(&k.cb->hlc, k.hlc);
+  // The seqlock's two fences also order the replies, the state and the histogram before the
+  // tail below: a host that sees a reply sees its message counted and the state it left. The
+  // heads go last: every read of the slots they release has completed (their values are used).
+  rk_flush_counters(k);
+  if (k.out.count != 0u) {
+    k.out.tail += k.out.count;
+    k.out.count = 0u;
+    rk_st(&k.out.q->tail, k.out.tail);
+  }
+  if (k.high.head != hh) rk_st(&k.high.q->head, k.high.head);
+  if (k.normal.head != nh) rk_st(&k.normal.q->head, k.normal.head);
+  rk_st(&k.cb->input_head, k.high.head + k.normal.head);
+  rk_st(&k.cb->output_tail, k.out.tail);
+  rk_st(&k.cb->output_head, k.out.head);
+  return n;
+}
+
+__device__ __forceinline__ void rk_set_state(rk_kernel& k, unsigned int s) {
+  __threadfence_system();
+  rk_st(&k.cb->state, s);
+  __threadfence_system();
+}
+
+extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
+    ${params}) {
+  // One warp is launched; lane 0 runs the loop (the others are kept for warp-cooperative
+  // dequeue later).
+  if (blockIdx.x != 0u || threadIdx.x != 0u) return;
+  __shared__ unsigned long long rk_hist_buckets[RK_P_HIST_BUCKETS];
+  __shared__ unsigned int rk_ctl[8];
+  __shared__ unsigned int rk_outbox[4];
+#if RK_P_STATE_SHARED
+  __shared__ rk_u4 rk_state_sh[RK_P_STATE_VECS];
+#endif
+  for (unsigned int b = 0u; b < RK_P_HIST_BUCKETS; ++b) rk_hist_buckets[b] = 0ull;
+  rk_kernel k;
+  k.region = region;
+  k.cb = (volatile RkControlBlock*)region;
+  k.words = (volatile unsigned int*)(region + RK_P_WORDS_OFFSET);
+  k.hist = region + off_hist;
+  k.slot = slot;
+  k.numeric_id = numeric_id;
+  k.state_offset = off_state;
+  k.beat = k.cb->heartbeat;
+  rk_lane_open(k.high, region, off_high, in_cap);
+  rk_lane_open(k.normal, region, off_normal, in_cap);
+  rk_out_open(k.out, region, off_output, out_cap);
+  k.g0 = rk_gtime();
+  k.ms0 = host_ms0;
+  k.hlc = k.cb->hlc;
+  k.processed = 0ull;
+  k.dropped = 0ull;
+  k.pending_processed = 0ull;
+  k.pending_dropped = 0ull;
+  k.seq = k.cb->seq;
+  k.errors = k.cb->error_count;
+  k.corrupt = k.words[RK_P_W_CORRUPT];
+  k.k2k_sent = 0u;
+  k.k2k_not_found = 0u;
+  k.hist_count = 0ull;
+  k.hist_min = 0.0;
+  k.hist_max = 0.0;
+  k.hist_sum = 0.0;
+  k.hist_buckets = rk_hist_buckets;
+  k.ctl = rk_ctl;
+  k.outbox = rk_outbox;
+#if RK_P_STATE_SHARED
+  for (unsigned int v = 0u; v < RK_P_STATE_VECS; ++v) {
+    rk_state_sh[v] = rk_ld4(region + off_state + 16u * v);
+  }
+  k.state = (unsigned char*)rk_state_sh;
+#else
+  k.state = region + off_state;
+#endif
+  // The GPU never parks on the doorbell: producers must not wait for a wake-up it cannot hear.
+  rk_st(&k.words[RK_P_W_SLEEPING], 0u);
+  unsigned int state = RK_STATE_LAUNCHED;
+  rk_set_state(k, state);
+  unsigned int idle = 0u;
+  unsigned int sleep_ns = 0u;
+  for (;;) {
+    const unsigned int cmd = k.cb->commands;
+    if (cmd != 0u) {
+      __threadfence_system();
+      atomicAnd_system((unsigned int*)&k.cb->commands, ~cmd);
+      if ((cmd & RK_CMD_TERMINATE) != 0u) break;
+      unsigned int next = state;
+      if ((cmd & RK_CMD_DEACTIVATE) != 0u) next = RK_STATE_DEACTIVATED;
+      else if ((cmd & RK_CMD_ACTIVATE) != 0u) next = RK_STATE_ACTIVE;
+      if (next != state) {
+        state = next;
+        rk_set_state(k, state);
+      }
+      idle = 0u;
+      sleep_ns = 0u;
+    }
+    if (state == RK_STATE_ACTIVE) {
+      bool full = false;
+      if (rk_batch(k, batch_max, &full) > 0u) {
+        idle = 0u;
+        sleep_ns = 0u;
+        continue;
+      }
+    }
+    rk_beat(k);
+    // Idle: short spins first, then sleeps growing to RK_P_MAX_SLEEP_NS (always the longest
+    // sleep while not Active: commands are rare, messages wait for activate).
+    if (state != RK_STATE_ACTIVE) sleep_ns = RK_P_MAX_SLEEP_NS;
+    else if (++idle > RK_P_SPIN_ITERS) {
+      sleep_ns = sleep_ns == 0u ? 100u : sleep_ns * 2u;
+      if (sleep_ns > RK_P_MAX_SLEEP_NS) sleep_ns = RK_P_MAX_SLEEP_NS;
+    }
+    if (sleep_ns != 0u) __nanosleep(sleep_ns);
+  }
+  // Terminate: drain (host's terminateMode 1) or leave the input for the host to return.
+  rk_set_state(k, RK_STATE_TERMINATING);
+  if (k.words[RK_P_W_TERMINATE_MODE] == 1u) {
+    unsigned long long stalled_since = 0ull;
+    for (;;) {
+      bool full = false;
+      if (rk_batch(k, batch_max, &full) > 0u) {
+        stalled_since = 0ull;
+        continue;
+      }
+      if (!full) break;
+      // The host reads outputs while the kernel drains; give up after a second without room.
+      rk_beat(k);
+      const unsigned long long now = rk_gtime();
+      if (stalled_since == 0ull) stalled_since = now;
+      else if (now - stalled_since > RK_P_DRAIN_STALL_NS) break;
+      __nanosleep(RK_P_MAX_SLEEP_NS);
+    }
+  }
+  rk_flush_counters(k);
+  rk_st64(&k.cb->hlc, k.hlc);
+  rk_set_state(k, RK_STATE_TERMINATED);
+}
+`;
+}
+
+function handlerCallSource(s: LoopSpec, stateShared: boolean): string {
+  const h = s.handler!;
+  // Without state the DSL handler takes an unused `unsigned int*`.
+  const stateArg = h.stateType === undefined
+    ? "k.outbox"
+    : `*reinterpret_cast<${h.stateType}*>(k.state)`;
+  const stateNote = stateShared ? "shared-memory copy" : "region, in place";
+  const outDecl = h.outType === undefined
+    ? "unsigned int rk_out_val = 0u;"
+    : `${h.outType} rk_out_val = {};`;
+  const outputReply = h.outType === undefined ? "" : `if (rk_replied != 0u) {
+      rk_u4 buf[RK_P_OUT_VECS];
+      unsigned char* bytes = (unsigned char*)buf;
+      for (unsigned int b = RK_P_HDR; b < RK_P_OUT_VECS * 16u; ++b) bytes[b] = 0u;
+      rk_reply_header(k, (unsigned int*)buf, w, RK_P_OUTPUT_TYPE, RK_P_OUTPUT_SIZE, 0u);
+      const unsigned char* ob = (const unsigned char*)&rk_out_val;
+      for (unsigned int b = 0u; b < RK_P_OUTPUT_SIZE; ++b) bytes[RK_P_HDR + b] = ob[b];
+      rk_out_commit(k, buf, RK_P_OUT_VECS, RK_P_HDR + RK_P_OUTPUT_SIZE);
+    } else `;
+  return `  {
+    // The DSL handler: message from the local copy, state from the ${stateNote}, reply into a
+    // local value; control words 3/4 carry the HLC word (ctx.now() ticks it), [5] the node id,
+    // [1] = 0 outbox capacity so every ctx.send is only counted in [2].
+    ${outDecl}
+    unsigned int rk_replied = 0u;
+    k.ctl[0] = 1u;
+    k.ctl[1] = 0u;
+    k.ctl[2] = 0u;
+    k.ctl[3] = (unsigned int)k.hlc;
+    k.ctl[4] = (unsigned int)(k.hlc >> 32);
+    k.ctl[5] = k.numeric_id;
+    ${h.ctxStruct} rk_c;
+    rk_c.reply = &rk_out_val;
+    rk_c.replied = &rk_replied;
+    rk_c.outbox = k.outbox;
+    rk_c.control = k.ctl;
+    rk_c.msg_index = 0u;
+    ${h.fn}(*reinterpret_cast<const ${h.inType}*>((const unsigned char*)env + RK_P_HDR),
+        ${stateArg}, rk_c);
+    const unsigned long long rk_w = ((unsigned long long)k.ctl[4] << 32) | k.ctl[3];
+    if (rk_w > k.hlc) k.hlc = rk_w;
+    if (k.ctl[2] != 0u) {
+      // K2K from the GPU is not delivered yet: counted as sent and not found, never silent.
+      k.k2k_sent += k.ctl[2];
+      k.k2k_not_found += k.ctl[2];
+    }
+    ${outputReply}if (request) {
+      rk_u4 buf[4];
+      rk_reply_header(k, (unsigned int*)buf, w, RK_P_EMPTY_REPLY, 0u, 0u);
+      rk_out_commit(k, buf, 4u, RK_P_HDR);
+    }
+  }`;
+}
