@@ -162,3 +162,4 @@ export type {
   RecordedSend,
   StencilSize,
 } from "./src/dsl/js.ts";
+export * from "./ffi/mod.ts";

@@ -238,7 +238,7 @@ export class CudaDriver {
 }
 
 /** Grid or block dimensions: x, or [x, y?, z?]. */
-export type Dim3 = number | readonly [number, number?, number?];
+export type LaunchDims = number | readonly [number, number?, number?];
 
 /**
  * One kernel argument, by its C type. `bool` parameters of the DSL ABI are `unsigned int`:
@@ -400,7 +400,7 @@ export class CudaModule {
 const ELF_MAGIC = 0x464c457f; // "\x7fELF" little-endian
 const FATBIN_MAGIC = 0xba55ed50;
 
-function dims(d: Dim3, what: string): [number, number, number] {
+function dims(d: LaunchDims, what: string): [number, number, number] {
   const [x, y = 1, z = 1] = typeof d === "number" ? [d] : d;
   for (const v of [x, y, z]) {
     if (!Number.isInteger(v) || v < 1 || v > 0x7fffffff) {
@@ -803,8 +803,8 @@ export class CudaContext {
    */
   launch(
     fn: CudaFunction,
-    grid: Dim3,
-    block: Dim3,
+    grid: LaunchDims,
+    block: LaunchDims,
     sharedBytes: number,
     stream: CudaStream | null,
     args: readonly KernelArg[],

@@ -70,11 +70,11 @@ export {
   CudaModule,
   CudaStream,
   type DevicePtr,
-  type Dim3,
   type HostAllocation,
   type HostAllocOptions,
   type KernelArg,
   kernelFaultFrom,
+  type LaunchDims,
 } from "./cuda.ts";
 export {
   archOption,
