@@ -1016,26 +1016,7 @@ class FunctionChecker {
           `${path} is a ${spec.name}: give an object literal or a ${spec.name} field`,
         );
       }
-      for (const f of spec.fields) {
-        const type = fieldType(f.type);
-        if (type === undefined) {
-          this.fail(
-            ErrorCode.DslUnsupported,
-            e,
-            `${path}.${f.name}: arrays of structs are not supported`,
-          );
-        }
-        const sub: Expr = {
-          op: "field",
-          base: value,
-          name: f.name,
-          storage: fieldStorage(f.type),
-          offset: f.offset,
-          type,
-          loc: value.loc,
-        };
-        this.fieldFromExpr(sub, f.type, `${path}.${f.name}`, offset + f.offset, out, e);
-      }
+      this.fieldFromExpr(value, spec, path, offset, out, e);
       return;
     }
     if (spec instanceof ArrayType && typeof spec.element === "string") {
