@@ -192,7 +192,11 @@ interface Pending {
   reject(error: Error): void;
   schema: MessageSchema | undefined;
   started: number;
-  timer: ReturnType<typeof setTimeout>;
+  /** The timeout's timer; undefined in polling mode, where the pump checks `deadline`. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** `started + timeoutMs`. */
+  deadline: number;
+  timeoutMs: number;
 }
 
 interface ReceiveWaiter {
@@ -306,6 +310,11 @@ export class KernelHandle<
   readonly #polling: boolean;
   /** Poll turns since the last output (see {@linkcode POLL_TURNS}). */
   #pollTurns = 0;
+  /**
+   * Polling mode: no deadline of a pending request is earlier than this (it may be stale, i.e.
+   * earlier than the true minimum; {@linkcode #sweepDeadlines} then recomputes it).
+   */
+  #nextDeadline = Infinity;
 
   /** Made by a backend's `launch`. */
   constructor(
@@ -744,6 +753,25 @@ export class KernelHandle<
     timeoutMs: number,
   ): Promise<InferFields<O> | undefined> {
     const started = performance.now();
+    if (this.#polling) {
+      // No timer per request (creating and clearing one costs µs under Deno): the pump, which
+      // runs while any request waits and polls at least every POLL_SLEEP_MS, checks deadlines.
+      const deadline = started + timeoutMs;
+      if (deadline < this.#nextDeadline) this.#nextDeadline = deadline;
+      const promise = new Promise<InferFields<O> | undefined>((resolve, reject) => {
+        this.#pending.set(id, {
+          resolve: resolve as (v: unknown) => void,
+          reject,
+          schema,
+          started,
+          timer: undefined,
+          deadline,
+          timeoutMs,
+        });
+      });
+      promise.catch(() => undefined);
+      return promise;
+    }
     const promise = new Promise<InferFields<O> | undefined>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
@@ -761,11 +789,52 @@ export class KernelHandle<
         schema,
         started,
         timer,
+        deadline: started + timeoutMs,
+        timeoutMs,
       });
     });
     // It may settle while the enqueue still waits for room: mark it handled meanwhile.
     promise.catch(() => undefined);
     return promise;
+  }
+
+  /**
+   * Polling mode: rejects (`TimeoutError`) the pending requests whose deadline is at or before
+   * `now`, as their timers do otherwise, and recomputes {@linkcode #nextDeadline}.
+   */
+  #sweepDeadlines(now: number): void {
+    if (now < this.#nextDeadline) return;
+    let next = Infinity;
+    for (const [id, p] of this.#pending) {
+      if (p.deadline <= now) {
+        this.#pending.delete(id);
+        p.reject(
+          new TimeoutError(
+            ErrorCode.Timeout,
+            `kernel ${this.id} did not reply to request ${id} within ${p.timeoutMs} ms`,
+          ),
+        );
+      } else if (p.deadline < next) next = p.deadline;
+    }
+    this.#nextDeadline = next;
+  }
+
+  /**
+   * Polling mode's fast path of a request: enqueues `envelope` now, without the async hops of
+   * {@linkcode #sendRequest}, when there is room and the kernel runs, and starts the pump a
+   * microtask later (so requests made in the same synchronous run are all queued before it
+   * spins). Returns false, having done nothing, otherwise: the caller takes the general path.
+   */
+  #enqueueNow(priority: number, envelope: Uint8Array): boolean {
+    const mem = this.#mem;
+    const lane = priority >= Priority.High ? mem.high : mem.normal;
+    if (enqueueGuarded(mem, lane, envelope) !== "ok") return false;
+    ringForData(mem.words);
+    if (!this.#pumping) {
+      this.#pumping = true;
+      this.#pump = Promise.resolve().then(() => this.#runPump());
+    }
+    return true;
   }
 
   /** Runs the enqueue of request `id`; a failed enqueue unregisters it. Starts the pump. */
@@ -815,10 +884,12 @@ export class KernelHandle<
         | undefined;
     // Registered before the message is queued, so an exit that races the enqueue rejects it.
     const promise = this.#register(id, schema, timeoutMs);
+    const bytes = this.#scratch.subarray(0, n);
+    if (this.#polling && this.#enqueueNow(priority, bytes)) return await promise;
     // Waiting for room counts against the same timeout as waiting for the reply.
     await this.#sendRequest(
       id,
-      () => this.#enqueue(this.#scratch.subarray(0, n), priority, timeoutMs),
+      () => this.#enqueue(bytes, priority, timeoutMs),
     );
     return await promise;
   }
@@ -900,6 +971,10 @@ export class KernelHandle<
       while (this.#waiting() && this.#terminal === undefined) {
         if (this.#drainOutput() > 0) continue;
         const start = performance.now();
+        if (this.#polling) {
+          this.#sweepDeadlines(start);
+          if (!this.#waiting()) break;
+        }
         let ready = false;
         for (let now = start; now - start < HOST_BUSY_SPIN_MS; now = performance.now()) {
           if (out.available(1) > 0) {
@@ -956,7 +1031,10 @@ export class KernelHandle<
         this.#pollTurns = 0;
         return;
       }
-      const left = deadline - performance.now();
+      const now = performance.now();
+      // Requests' timeouts (no timers in polling mode); the pump's stop() then sees who is left.
+      this.#sweepDeadlines(now);
+      const left = deadline - now;
       if (left <= 0) return;
       if (this.#pollTurns < POLL_TURNS) {
         this.#pollTurns++;
