@@ -27,7 +27,7 @@ import type {
   KernelRuntime,
   ShutdownOptions,
 } from "../../runtime/backend.ts";
-import { K2kBroker, type K2kCounters, Route, type RouteInit } from "../../runtime/k2k.ts";
+import { K2kBroker, Route, type RouteInit } from "../../runtime/k2k.ts";
 import {
   isKernelDefinition,
   type KernelDefinition,
@@ -39,17 +39,14 @@ import {
   type KillCause,
   type TerminateReport,
 } from "../../runtime/kernel_handle.ts";
+import { KernelLedger } from "../../runtime/kernel_ledger.ts";
 import { kernelLayout, KernelMemory, KernelWord, Sleeping } from "../../runtime/kernel_memory.ts";
 import { LaunchOptions, schedulingFor } from "../../runtime/launch_options.ts";
 import {
   type EventStreamOptions,
   type KernelMetrics,
   kernelStateName,
-  prometheusText,
-  type RetiredTotals,
   type RuntimeMetrics,
-  runtimeTotals,
-  TelemetryEvents,
   type TelemetryEventStream,
   type TelemetryListener,
 } from "../../runtime/telemetry.ts";
@@ -109,16 +106,12 @@ export class CpuRuntime implements KernelRuntime {
   readonly backend: ConcreteBackend = "cpu";
   /** Why `Auto` chose the CPU, if it did. */
   readonly backendNotes: readonly string[];
-  readonly #kernels = new Map<string, Entry>();
+  readonly #ledger = new KernelLedger<Entry>();
   readonly #launching = new Set<string>();
   readonly #runtimeWords = new SharedArrayBuffer(RUNTIME_WORDS_BYTES);
   readonly #epochWord = new Int32Array(this.#runtimeWords);
   readonly #clock = new HlcClock(0);
   readonly #broker: K2kBroker;
-  readonly #failureListeners = new Set<(event: KernelFailureEvent) => void>();
-  readonly #retired: Required<RetiredTotals> = { processed: 0, dropped: 0, errors: 0, kernels: {} };
-  readonly #retiredK2k: K2kCounters = { sent: 0, delivered: 0, queueFull: 0, notFound: 0 };
-  readonly #events = new TelemetryEvents();
   #epoch = 0;
   #nextNumericId = 1;
   #shutdown = false;
@@ -129,10 +122,10 @@ export class CpuRuntime implements KernelRuntime {
     this.backendNotes = Object.freeze([...(options.backendNotes ?? [])]);
     this.#broker = new K2kBroker({
       get: (id) => {
-        const e = this.#kernels.get(id);
+        const e = this.#ledger.kernels.get(id);
         return e !== undefined && e.k2k ? e.route : undefined;
       },
-      ids: () => [...this.#kernels.values()].filter((e) => e.k2k).map((e) => e.handle.id),
+      ids: () => [...this.#ledger.kernels.values()].filter((e) => e.k2k).map((e) => e.handle.id),
     });
   }
 
@@ -182,7 +175,7 @@ export class CpuRuntime implements KernelRuntime {
     if (!(options instanceof LaunchOptions)) {
       throw new ValidationError(ErrorCode.InvalidArgument, "launch options must be LaunchOptions");
     }
-    if (this.#kernels.has(def.id) || this.#launching.has(def.id)) {
+    if (this.#ledger.kernels.has(def.id) || this.#launching.has(def.id)) {
       throw new DuplicateKernelError(def.id);
     }
     const largest = Math.max(def.input?.size ?? 0, def.output?.size ?? 0);
@@ -316,9 +309,9 @@ export class CpuRuntime implements KernelRuntime {
         killWorker();
         this.#retire(def.id);
       },
-      onFailure: (error, cause) => this.#emitFailure({ kernelId: def.id, error, cause }),
+      onFailure: (error, cause) => this.#ledger.emitFailure({ kernelId: def.id, error, cause }),
       onStateChange: (from, to, reason) => {
-        this.#events.emit({
+        this.#ledger.events.emit({
           kernelId: def.id,
           from: kernelStateName(from),
           to: kernelStateName(to),
@@ -329,7 +322,7 @@ export class CpuRuntime implements KernelRuntime {
       kill,
     }, this.#clock);
     const timeoutMs = options.heartbeatTimeoutMs;
-    this.#kernels.set(def.id, {
+    this.#ledger.kernels.set(def.id, {
       handle,
       worker,
       route,
@@ -378,7 +371,7 @@ export class CpuRuntime implements KernelRuntime {
   #watchTick(): void {
     const now = performance.now();
     let watched = 0;
-    for (const e of this.#kernels.values()) {
+    for (const e of this.#ledger.kernels.values()) {
       const w = e.watch;
       if (w === undefined || w.fired || ENDED.includes(e.handle.state())) continue;
       watched++;
@@ -400,108 +393,65 @@ export class CpuRuntime implements KernelRuntime {
 
   #routeInits(): RouteInit[] {
     const out: RouteInit[] = [];
-    for (const e of this.#kernels.values()) if (e.k2k) out.push(e.route.init);
+    for (const e of this.#ledger.kernels.values()) if (e.k2k) out.push(e.route.init);
     return out;
   }
 
   /** Posts the routing table to every worker, then moves the epoch so they pick it up. */
   #publishRoutes(): void {
     const msg: WorkerRoutes = { type: "routes", epoch: ++this.#epoch, routes: this.#routeInits() };
-    for (const e of this.#kernels.values()) e.worker.postMessage(msg);
+    for (const e of this.#ledger.kernels.values()) e.worker.postMessage(msg);
     Atomics.store(this.#epochWord, RuntimeWord.routingEpoch, this.#epoch);
   }
 
   #retire(id: string): void {
-    const e = this.#kernels.get(id);
-    if (e === undefined) return;
-    this.#kernels.delete(id);
-    const m = e.handle.metrics();
-    this.#retired.processed += m.processed;
-    this.#retired.dropped += m.dropped;
-    this.#retired.errors += m.errors;
-    this.#retired.kernels[m.state] = (this.#retired.kernels[m.state] ?? 0) + 1;
-    const k = this.#k2kOf(e);
-    this.#retiredK2k.sent += k.sent;
-    this.#retiredK2k.delivered += k.delivered;
-    this.#retiredK2k.queueFull += k.queueFull;
-    this.#retiredK2k.notFound += k.notFound;
-    this.#publishRoutes();
-  }
-
-  #k2kOf(e: Entry): K2kCounters {
-    const w = e.route.mem.words;
-    return {
-      sent: Atomics.load(w, KernelWord.k2kSent),
-      delivered: Atomics.load(w, KernelWord.k2kDelivered),
-      queueFull: Atomics.load(w, KernelWord.k2kQueueFull),
-      notFound: Atomics.load(w, KernelWord.k2kNotFound),
-    };
-  }
-
-  #emitFailure(event: KernelFailureEvent): void {
-    for (const l of this.#failureListeners) {
-      try {
-        l(event);
-      } catch {
-        // A listener's own failure must not take the runtime down.
-      }
-    }
+    if (this.#ledger.retire(id) !== undefined) this.#publishRoutes();
   }
 
   /** The running kernel `id`, or undefined. */
   getKernel(id: string): KernelHandle | undefined {
-    return this.#kernels.get(id)?.handle;
+    return this.#ledger.getKernel(id);
   }
 
   /** Ids of the running kernels, in launch order. */
   listKernels(): string[] {
-    return [...this.#kernels.keys()];
+    return this.#ledger.listKernels();
   }
 
   /** One snapshot per running kernel. */
   kernelMetrics(): KernelMetrics[] {
-    return [...this.#kernels.values()].map((e) => e.handle.metrics());
+    return this.#ledger.kernelMetrics();
   }
 
   /** Runtime totals, including kernels that have terminated. */
   metrics(): RuntimeMetrics {
-    const k2k = { ...this.#retiredK2k };
-    const add = (c: Readonly<K2kCounters>) => {
-      k2k.sent += c.sent;
-      k2k.delivered += c.delivered;
-      k2k.queueFull += c.queueFull;
-      k2k.notFound += c.notFound;
-    };
-    for (const e of this.#kernels.values()) add(this.#k2kOf(e));
-    add(this.#broker.counters());
-    return runtimeTotals(this.kernelMetrics(), k2k, this.#retired);
+    return this.#ledger.metrics(this.#broker);
+  }
+
+  /** Registers a failure listener; returns its unsubscribe function. */
+  onKernelFailure(listener: (event: KernelFailureEvent) => void): () => void {
+    return this.#ledger.onKernelFailure(listener);
+  }
+
+  /** See {@linkcode KernelRuntime.events}. */
+  events(options?: EventStreamOptions): TelemetryEventStream {
+    return this.#ledger.events.events(options);
+  }
+
+  /** See {@linkcode KernelRuntime.onStateChange}. */
+  onStateChange(listener: TelemetryListener): () => void {
+    return this.#ledger.events.on(listener);
+  }
+
+  /** See {@linkcode KernelRuntime.metricsText}. */
+  metricsText(): string {
+    return this.#ledger.metricsText(this.#broker);
   }
 
   /** The K2K broker. */
   k2kBroker(): K2kBroker {
     this.#checkOpen();
     return this.#broker;
-  }
-
-  /** Registers a failure listener; returns its unsubscribe function. */
-  onKernelFailure(listener: (event: KernelFailureEvent) => void): () => void {
-    this.#failureListeners.add(listener);
-    return () => this.#failureListeners.delete(listener);
-  }
-
-  /** See {@linkcode KernelRuntime.events}. */
-  events(options?: EventStreamOptions): TelemetryEventStream {
-    return this.#events.events(options);
-  }
-
-  /** See {@linkcode KernelRuntime.onStateChange}. */
-  onStateChange(listener: TelemetryListener): () => void {
-    return this.#events.on(listener);
-  }
-
-  /** See {@linkcode KernelRuntime.metricsText}. */
-  metricsText(): string {
-    return prometheusText(this.metrics(), this.kernelMetrics());
   }
 
   /**
@@ -514,7 +464,7 @@ export class CpuRuntime implements KernelRuntime {
     this.#shutdown = true;
     const timeoutMs = options.timeoutMs ?? 5000;
     const reports: Record<string, TerminateReport> = {};
-    await Promise.all([...this.#kernels.values()].map(async (e) => {
+    await Promise.all([...this.#ledger.kernels.values()].map(async (e) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
@@ -538,10 +488,9 @@ export class CpuRuntime implements KernelRuntime {
         clearTimeout(timer);
       }
     }));
-    this.#failureListeners.clear();
     this.#stopWatchdog();
     // Every kernel has settled, so its last transition is in; streams end after yielding it.
-    this.#events.close();
+    this.#ledger.close();
     return reports;
   }
 }

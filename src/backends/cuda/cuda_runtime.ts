@@ -56,7 +56,7 @@ import type {
   KernelRuntime,
   ShutdownOptions,
 } from "../../runtime/backend.ts";
-import { K2kBroker, type K2kCounters, Route, type RouteInit } from "../../runtime/k2k.ts";
+import { K2kBroker, Route, type RouteInit } from "../../runtime/k2k.ts";
 import {
   isKernelDefinition,
   type KernelDefinition,
@@ -68,17 +68,14 @@ import {
   type KillCause,
   type TerminateReport,
 } from "../../runtime/kernel_handle.ts";
+import { KernelLedger } from "../../runtime/kernel_ledger.ts";
 import { kernelLayout, KernelMemory, KernelWord } from "../../runtime/kernel_memory.ts";
 import { LaunchOptions, schedulingFor } from "../../runtime/launch_options.ts";
 import {
   type EventStreamOptions,
   type KernelMetrics,
   kernelStateName,
-  prometheusText,
-  type RetiredTotals,
   type RuntimeMetrics,
-  runtimeTotals,
-  TelemetryEvents,
   type TelemetryEventStream,
   type TelemetryListener,
 } from "../../runtime/telemetry.ts";
@@ -172,17 +169,13 @@ export class CudaRuntime implements KernelRuntime {
   readonly #ctx: CudaContext;
   readonly #nvrtc: Nvrtc;
   readonly #modules = new Map<string, CudaModule>();
-  readonly #kernels = new Map<string, Entry>();
+  readonly #ledger = new KernelLedger<Entry>();
   readonly #launching = new Set<string>();
   readonly #resources = new Set<Resources>();
   readonly #pool: HostAllocation[] = [];
   readonly #dying = new Set<HostAllocation>();
   readonly #clock = new HlcClock(0);
   readonly #broker: K2kBroker;
-  readonly #failureListeners = new Set<(event: KernelFailureEvent) => void>();
-  readonly #retired: Required<RetiredTotals> = { processed: 0, dropped: 0, errors: 0, kernels: {} };
-  readonly #retiredK2k: K2kCounters = { sent: 0, delivered: 0, queueFull: 0, notFound: 0 };
-  readonly #events = new TelemetryEvents();
   #nextNumericId = 1;
   #shutdown = false;
 
@@ -199,10 +192,10 @@ export class CudaRuntime implements KernelRuntime {
     this.backendNotes = Object.freeze([...(options.backendNotes ?? [])]);
     this.#broker = new K2kBroker({
       get: (id) => {
-        const e = this.#kernels.get(id);
+        const e = this.#ledger.kernels.get(id);
         return e !== undefined && e.k2k ? e.route : undefined;
       },
-      ids: () => [...this.#kernels.values()].filter((e) => e.k2k).map((e) => e.handle.id),
+      ids: () => [...this.#ledger.kernels.values()].filter((e) => e.k2k).map((e) => e.handle.id),
     });
   }
 
@@ -297,7 +290,7 @@ export class CudaRuntime implements KernelRuntime {
     if (!(options instanceof LaunchOptions)) {
       throw new ValidationError(ErrorCode.InvalidArgument, "launch options must be LaunchOptions");
     }
-    if (this.#kernels.has(def.id) || this.#launching.has(def.id)) {
+    if (this.#ledger.kernels.has(def.id) || this.#launching.has(def.id)) {
       throw new DuplicateKernelError(def.id);
     }
     const largest = Math.max(def.input?.size ?? 0, def.output?.size ?? 0);
@@ -505,9 +498,9 @@ export class CudaRuntime implements KernelRuntime {
         this.#retire(def.id);
         this.#release(res);
       },
-      onFailure: (error, cause) => this.#emitFailure({ kernelId: def.id, error, cause }),
+      onFailure: (error, cause) => this.#ledger.emitFailure({ kernelId: def.id, error, cause }),
       onStateChange: (from, to, reason) => {
-        this.#events.emit({
+        this.#ledger.events.emit({
           kernelId: def.id,
           from: kernelStateName(from),
           to: kernelStateName(to),
@@ -517,7 +510,7 @@ export class CudaRuntime implements KernelRuntime {
       },
       kill,
     }, this.#clock);
-    this.#kernels.set(def.id, { handle, route, k2k: options.k2k, kill });
+    this.#ledger.kernels.set(def.id, { handle, route, k2k: options.k2k, kill });
     if (options.autoActivate) await handle.activate();
     return handle;
   }
@@ -584,95 +577,53 @@ export class CudaRuntime implements KernelRuntime {
   }
 
   #retire(id: string): void {
-    const e = this.#kernels.get(id);
-    if (e === undefined) return;
-    this.#kernels.delete(id);
-    const m = e.handle.metrics();
-    this.#retired.processed += m.processed;
-    this.#retired.dropped += m.dropped;
-    this.#retired.errors += m.errors;
-    this.#retired.kernels[m.state] = (this.#retired.kernels[m.state] ?? 0) + 1;
-    const k = this.#k2kOf(e);
-    this.#retiredK2k.sent += k.sent;
-    this.#retiredK2k.delivered += k.delivered;
-    this.#retiredK2k.queueFull += k.queueFull;
-    this.#retiredK2k.notFound += k.notFound;
-  }
-
-  #k2kOf(e: Entry): K2kCounters {
-    const w = e.route.mem.words;
-    return {
-      sent: Atomics.load(w, KernelWord.k2kSent),
-      delivered: Atomics.load(w, KernelWord.k2kDelivered),
-      queueFull: Atomics.load(w, KernelWord.k2kQueueFull),
-      notFound: Atomics.load(w, KernelWord.k2kNotFound),
-    };
-  }
-
-  #emitFailure(event: KernelFailureEvent): void {
-    for (const l of this.#failureListeners) {
-      try {
-        l(event);
-      } catch {
-        // A listener's own failure must not take the runtime down.
-      }
-    }
+    this.#ledger.retire(id);
   }
 
   /** The running kernel `id`, or undefined. */
   getKernel(id: string): KernelHandle | undefined {
-    return this.#kernels.get(id)?.handle;
+    return this.#ledger.getKernel(id);
   }
 
   /** Ids of the running kernels, in launch order. */
   listKernels(): string[] {
-    return [...this.#kernels.keys()];
+    return this.#ledger.listKernels();
   }
 
   /** One snapshot per running kernel. */
   kernelMetrics(): KernelMetrics[] {
-    return [...this.#kernels.values()].map((e) => e.handle.metrics());
+    return this.#ledger.kernelMetrics();
   }
 
   /** Runtime totals, including kernels that have terminated. */
   metrics(): RuntimeMetrics {
-    const k2k = { ...this.#retiredK2k };
-    const add = (c: Readonly<K2kCounters>) => {
-      k2k.sent += c.sent;
-      k2k.delivered += c.delivered;
-      k2k.queueFull += c.queueFull;
-      k2k.notFound += c.notFound;
-    };
-    for (const e of this.#kernels.values()) add(this.#k2kOf(e));
-    add(this.#broker.counters());
-    return runtimeTotals(this.kernelMetrics(), k2k, this.#retired);
+    return this.#ledger.metrics(this.#broker);
+  }
+
+  /** Registers a failure listener; returns its unsubscribe function. */
+  onKernelFailure(listener: (event: KernelFailureEvent) => void): () => void {
+    return this.#ledger.onKernelFailure(listener);
+  }
+
+  /** See {@linkcode KernelRuntime.events}. */
+  events(options?: EventStreamOptions): TelemetryEventStream {
+    return this.#ledger.events.events(options);
+  }
+
+  /** See {@linkcode KernelRuntime.onStateChange}. */
+  onStateChange(listener: TelemetryListener): () => void {
+    return this.#ledger.events.on(listener);
+  }
+
+  /** See {@linkcode KernelRuntime.metricsText}. */
+  metricsText(): string {
+    return this.#ledger.metricsText(this.#broker);
   }
 
   /** The K2K broker (host-side sends into the kernels' input lanes). */
   k2kBroker(): K2kBroker {
     this.#checkOpen();
     return this.#broker;
-  }
-
-  /** Registers a failure listener; returns its unsubscribe function. */
-  onKernelFailure(listener: (event: KernelFailureEvent) => void): () => void {
-    this.#failureListeners.add(listener);
-    return () => this.#failureListeners.delete(listener);
-  }
-
-  /** See {@linkcode KernelRuntime.events}. */
-  events(options?: EventStreamOptions): TelemetryEventStream {
-    return this.#events.events(options);
-  }
-
-  /** See {@linkcode KernelRuntime.onStateChange}. */
-  onStateChange(listener: TelemetryListener): () => void {
-    return this.#events.on(listener);
-  }
-
-  /** See {@linkcode KernelRuntime.metricsText}. */
-  metricsText(): string {
-    return prometheusText(this.metrics(), this.kernelMetrics());
   }
 
   /**
@@ -688,7 +639,7 @@ export class CudaRuntime implements KernelRuntime {
     this.#shutdown = true;
     const timeoutMs = options.timeoutMs ?? 5000;
     const reports: Record<string, TerminateReport> = {};
-    await Promise.all([...this.#kernels.values()].map(async (e) => {
+    await Promise.all([...this.#ledger.kernels.values()].map(async (e) => {
       let timer: TimerHandle | undefined;
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
@@ -711,8 +662,7 @@ export class CudaRuntime implements KernelRuntime {
         clearTimeout(timer);
       }
     }));
-    this.#failureListeners.clear();
-    this.#events.close();
+    this.#ledger.close();
     // Kernels that were killed get a short grace to finish before the context goes.
     const graceEnd = performance.now() + 100;
     while (this.#resources.size > 0 && performance.now() < graceEnd) {
