@@ -163,3 +163,12 @@ export type {
   StencilSize,
 } from "./src/dsl/js.ts";
 export * from "./ffi/mod.ts";
+export { emitCuda } from "./src/dsl/cuda.ts";
+export type { CudaHandlerAbi, CudaParam, CudaParts, CudaSource } from "./src/dsl/cuda.ts";
+export { emitWgsl } from "./src/dsl/wgsl.ts";
+export type {
+  WgslBinding,
+  WgslBindingKind,
+  WgslSource,
+  WgslUniformMember,
+} from "./src/dsl/wgsl.ts";

@@ -138,6 +138,7 @@ export interface CudaSource {
   readonly code: string;
   /** The `extern "C"` entry: the kernel name, or `<name>_batch` for handlers. */
   readonly entry: string;
+  /** Which kind of DSL input it came from. */
   readonly kind: IrKernel["kind"];
   /** The code split into reusable pieces (`code` is their concatenation). */
   readonly parts: CudaParts;
