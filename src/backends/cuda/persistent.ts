@@ -308,6 +308,16 @@ function loopSource(s: LoopSpec): string {
 #define RK_P_OUTPUT_TYPE ${s.outputTypeId}u
 #define RK_P_OUTPUT_SIZE ${s.outputSize}u
 #define RK_P_IN_VECS ${round16(64 + s.inputSize) / 16}u
+// Vectors of an envelope the warp loads (the rest, past 512 bytes, lane 0 loads itself); the
+// passthrough kernel takes any length: its first 256 bytes, the smallest slot.
+#if RK_P_PASSTHROUGH
+#define RK_P_ENV_VECS 16u
+#define RK_P_ENV_ARRAY 16u
+#else
+#define RK_P_ENV_VECS (RK_P_IN_VECS < 32u ? RK_P_IN_VECS : 32u)
+#define RK_P_ENV_ARRAY RK_P_IN_VECS
+#endif
+#define RK_P_PER_ROUND (32u / RK_P_ENV_VECS)
 #define RK_P_OUT_VECS ${round16(64 + s.outputSize) / 16}u
 #define RK_P_ERR_VECS ${errBytes / 16}u
 #define RK_P_STATE_SIZE ${s.stateSize}u
@@ -358,6 +368,22 @@ __device__ __forceinline__ unsigned long long rk_gtime() {
   return t;
 }
 
+// Stage timestamps of each batch (%globaltimer ns) into a device-memory ring, when the source is
+// compiled with RK_P_TRACE (CudaRuntimeOptions.trace): where a round trip's time goes on the GPU.
+#ifndef RK_P_TRACE
+#define RK_P_TRACE 0
+#endif
+#define RK_P_TRACE_STAGES 8u
+#define RK_P_TRACE_RECORDS 4096u
+#if RK_P_TRACE
+__device__ unsigned long long rk_trace[RK_P_TRACE_RECORDS * RK_P_TRACE_STAGES];
+__device__ unsigned long long rk_trace_count;
+__device__ unsigned long long rk_trace_now[RK_P_TRACE_STAGES];
+#define RK_TRACE(stage) (rk_trace_now[stage] = rk_gtime())
+#else
+#define RK_TRACE(stage) ((void)0)
+#endif
+
 // CRC32C (Castagnoli, reflected 0x82F63B78), bitwise: envelopes are a few hundred bytes at most.
 __device__ __forceinline__ unsigned int rk_crc_byte(unsigned int c, unsigned int b) {
   c ^= b;
@@ -394,30 +420,28 @@ __device__ void rk_lane_open(rk_lane& l, unsigned char* region, unsigned int off
   l.head = l.q->head;
 }
 
-// Published messages from head on, at most max: slot of ticket t is ready when seq == t + 1.
-// Four sequence words are read at a time (independent loads: one PCIe round trip, not four).
-__device__ __forceinline__ void rk_lane_peek(const rk_lane& l, unsigned int* s) {
-#pragma unroll
-  for (unsigned int k = 0u; k < 4u; ++k) s[k] = l.seq[(l.head + k) & l.mask];
+#define RK_P_FULL 0xFFFFFFFFu
+
+// Warp-cooperative reads. A load of mapped host memory costs ~1.1 µs on the H100 host, and
+// loads of one 128-byte line from one thread are served one after another (four 16-byte loads
+// of a line measured ~4.5 µs), while a warp's coalesced load of a line is one request. So every
+// read of host memory on the hot path is made by the whole warp, one line per instruction, and
+// lane 0 (which runs the handler) takes the values with shuffles.
+__device__ __forceinline__ rk_u4 rk_shfl4(const rk_u4& v, unsigned int from) {
+  rk_u4 r;
+  r.x = __shfl_sync(RK_P_FULL, v.x, from);
+  r.y = __shfl_sync(RK_P_FULL, v.y, from);
+  r.z = __shfl_sync(RK_P_FULL, v.z, from);
+  r.w = __shfl_sync(RK_P_FULL, v.w, from);
+  return r;
 }
-__device__ unsigned int rk_lane_ready(const rk_lane& l, unsigned int max, const unsigned int* s0) {
-  unsigned int n = 0u;
-  while (n < max) {
-    unsigned int s[4];
-    if (n == 0u && s0 != nullptr) {
-#pragma unroll
-      for (unsigned int k = 0u; k < 4u; ++k) s[k] = s0[k];
-    } else {
-#pragma unroll
-      for (unsigned int k = 0u; k < 4u; ++k) s[k] = l.seq[(l.head + n + k) & l.mask];
-    }
-#pragma unroll
-    for (unsigned int k = 0u; k < 4u; ++k) {
-      if (n >= max || s[k] != l.head + n + 1u) return n;
-      ++n;
-    }
-  }
-  return n;
+
+// How many slots of lane l are ready from head on (at most 32): lane i loads the sequence word of
+// ticket head + i (one coalesced request; ready when seq == t + 1). Every lane gets the count.
+__device__ __forceinline__ unsigned int rk_ready_count(unsigned int seq_of_lane, unsigned int head,
+                                                       unsigned int lane) {
+  const unsigned int ready = __ballot_sync(RK_P_FULL, seq_of_lane == head + lane + 1u);
+  return ready == RK_P_FULL ? 32u : (unsigned int)(__ffs(~ready) - 1);
 }
 
 // The output queue (SPSC) as its producer sees it.
@@ -604,21 +628,10 @@ __device__ const char rk_text_checksum_short[] = ${cString(shortChecksum)};
 __device__ const char rk_text_invalid[] = ${cString(invalidText)};
 __device__ const char rk_text_invalid_short[] = ${cString(shortInvalid)};
 
-// Handles the message of ticket t of lane l (ready, and an output slot reserved for it).
-__device__ void rk_handle(rk_kernel& k, rk_lane& l, unsigned int t) {
-  const unsigned int i = t & l.mask;
-  const unsigned char* src = l.data + (unsigned long long)i * k.slot;
-  const unsigned int length = l.lens[i];
-#if RK_P_PASSTHROUGH
-  // Header first; the payload is copied slot to slot below once its length is known valid.
-  rk_u4 env[4];
-#pragma unroll
-  for (unsigned int v = 0u; v < 4u; ++v) env[v] = rk_ld4(src + 16u * v);
-#else
-  rk_u4 env[RK_P_IN_VECS];
-#pragma unroll 4
-  for (unsigned int v = 0u; v < RK_P_IN_VECS; ++v) env[v] = rk_ld4(src + 16u * v);
-#endif
+// Handles (lane 0) the message in slot src, its first RK_P_ENV_VECS vectors already gathered
+// into env, its queue length (ready, and an output slot reserved for it).
+__device__ void rk_handle(rk_kernel& k, const unsigned char* src, const rk_u4* env,
+                          unsigned int length) {
   const unsigned int* w = (const unsigned int*)env;
   const unsigned int flags = w[1] >> 16;
   const unsigned int payload = w[3];
@@ -631,6 +644,7 @@ __device__ void rk_handle(rk_kernel& k, rk_lane& l, unsigned int t) {
                      payload != RK_P_INPUT_SIZE || RK_P_HDR + payload > length ||
                      w[2] != RK_P_INPUT_TYPE;
 #endif
+  RK_TRACE(2);
   bool corrupt = false;
   if (!wrong && (flags & RK_P_F_CHECKSUM) != 0u) {
 #if RK_P_PASSTHROUGH
@@ -640,7 +654,7 @@ __device__ void rk_handle(rk_kernel& k, rk_lane& l, unsigned int t) {
     for (unsigned int b = 0u; b < 4u; ++b) c = rk_crc_byte(c, 0u);
     for (unsigned int b = 60u; b < 64u; ++b) c = rk_crc_byte(c, hb[b]);
     for (unsigned int v = 0u; v < (payload + 15u) / 16u; ++v) {
-      const rk_u4 x = rk_ld4(src + RK_P_HDR + 16u * v);
+      const rk_u4 x = 4u + v < RK_P_ENV_VECS ? env[4u + v] : rk_ld4(src + RK_P_HDR + 16u * v);
       const unsigned char* xb = (const unsigned char*)&x;
       for (unsigned int b = 0u; b < 16u && 16u * v + b < payload; ++b) c = rk_crc_byte(c, xb[b]);
     }
@@ -675,7 +689,8 @@ __device__ void rk_handle(rk_kernel& k, rk_lane& l, unsigned int t) {
 #pragma unroll
     for (unsigned int v = 0u; v < 4u; ++v) rk_st4(dst + 16u * v, hdr[v]);
     for (unsigned int v = 0u; v < (payload + 15u) / 16u; ++v) {
-      rk_st4(dst + RK_P_HDR + 16u * v, rk_ld4(src + RK_P_HDR + 16u * v));
+      rk_st4(dst + RK_P_HDR + 16u * v,
+             4u + v < RK_P_ENV_VECS ? env[4u + v] : rk_ld4(src + RK_P_HDR + 16u * v));
     }
     k.out.lens[oi] = RK_P_HDR + payload;
     ++k.out.count;
@@ -683,22 +698,51 @@ __device__ void rk_handle(rk_kernel& k, rk_lane& l, unsigned int t) {
 #else
 ${handlerCall}
 #endif
+  RK_TRACE(3);
   ++k.pending_processed;
   rk_hist_record(k, rk_gtime() - t0);
 }
 
-// Handles up to max ready messages of lane l; returns how many (the head advances locally and
-// is stored once per batch by rk_batch, after the replies are published).
-__device__ unsigned int rk_take(rk_kernel& k, rk_lane& l, unsigned int max,
-                                const unsigned int* s0) {
-  const unsigned int n = rk_lane_ready(l, max, s0);
+// Handles the first n ready messages of lane l (the whole warp calls it; lane 0 handles);
+// returns n. The warp loads RK_P_PER_ROUND envelopes per round, lane i vector i % RK_P_ENV_VECS
+// of envelope i / RK_P_ENV_VECS, so each line is one request; lane 0 gathers one envelope at a
+// time with shuffles. The head advances locally (lane 0) and is stored once per batch by
+// rk_batch, after the replies are published.
+__device__ unsigned int rk_take(rk_kernel& k, rk_lane& l, unsigned int n, unsigned int lane) {
   if (n == 0u) return 0u;
+  if (lane == 0u) RK_TRACE(1);
   // Acquire: the slots' bytes are read only after their sequence words said they are published.
   rk_fence_acq();
-  for (unsigned int j = 0u; j < n; ++j) {
-    rk_handle(k, l, l.head + j);
+  if (lane == 0u) RK_TRACE(7);
+  const unsigned int head = __shfl_sync(RK_P_FULL, l.head, 0);
+  for (unsigned int j0 = 0u; j0 < n; j0 += RK_P_PER_ROUND) {
+    const unsigned int m = n - j0 < RK_P_PER_ROUND ? n - j0 : RK_P_PER_ROUND;
+    const unsigned int e = lane / RK_P_ENV_VECS;
+    const unsigned int v = lane % RK_P_ENV_VECS;
+    rk_u4 mine = {0u, 0u, 0u, 0u};
+    unsigned int len_mine = 0u;
+    if (e < m && 16u * v < k.slot) {
+      const unsigned int i = (head + j0 + e) & l.mask;
+      mine = rk_ld4(l.data + (unsigned long long)i * k.slot + 16u * v);
+    }
+    if (lane < m) len_mine = l.lens[(head + j0 + lane) & l.mask];
+    for (unsigned int q = 0u; q < m; ++q) {
+      rk_u4 env[RK_P_ENV_ARRAY];
+#pragma unroll
+      for (unsigned int x = 0u; x < RK_P_ENV_VECS; ++x) {
+        env[x] = rk_shfl4(mine, q * RK_P_ENV_VECS + x);
+      }
+      const unsigned int length = __shfl_sync(RK_P_FULL, len_mine, q);
+      if (lane == 0u) {
+        const unsigned int i = (head + j0 + q) & l.mask;
+        const unsigned char* src = l.data + (unsigned long long)i * k.slot;
+        for (unsigned int x = RK_P_ENV_VECS; x < RK_P_ENV_ARRAY; ++x) env[x] = rk_ld4(src + 16u * x);
+        rk_handle(k, src, env, length);
+      }
+    }
   }
-  l.head += n;
+  if (lane == 0u) l.head += n;
+  __syncwarp();
   return n;
 }
 
@@ -730,19 +774,23 @@ __device__ void rk_write_back_state(rk_kernel& k) {
 #endif
 }
 
-// One batch: up to batch_max messages, the high lane first, no more than free output slots.
-// Returns how many were taken; *full is set when no output slot was free.
+// One batch (the whole warp calls it): the hr / nr messages the poll saw ready in the high and
+// normal lanes, the high lane first, at most batch_max and no more than free output slots.
+// Returns how many were taken (in every lane); *full is set when no output slot was free.
 __device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* full,
-                                 const unsigned int* sh, const unsigned int* sn) {
-  const unsigned int room = rk_out_room(k.out, batch_max);
+                                 unsigned int hr, unsigned int nr, unsigned int lane) {
+  unsigned int room = lane == 0u ? rk_out_room(k.out, batch_max) : 0u;
+  room = __shfl_sync(RK_P_FULL, room, 0);
   *full = room == 0u;
-  if (room == 0u) return 0u;
-  k.out.count = 0u;
+  if (room == 0u || hr + nr == 0u) return 0u;
+  if (lane == 0u) k.out.count = 0u;
   const unsigned int hh = k.high.head;
   const unsigned int nh = k.normal.head;
-  unsigned int n = rk_take(k, k.high, room, sh);
-  if (n < room) n += rk_take(k, k.normal, room - n, sn);
+  const unsigned int th = hr < room ? hr : room;
+  const unsigned int tn = nr < room - th ? nr : room - th;
+  const unsigned int n = rk_take(k, k.high, th, lane) + rk_take(k, k.normal, tn, lane);
   if (n == 0u) return 0u;
+  if (lane != 0u) return n;
   if (k.k2k_sent != 0u) {
     rk_st(&k.words[RK_P_W_K2K_SENT], k.k2k_sent);
     rk_st(&k.words[RK_P_W_K2K_NOT_FOUND], k.k2k_not_found);
@@ -751,8 +799,10 @@ __device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* ful
   rk_st64(&k.cb->hlc, k.hlc);
   // The heads go last: every read of the slots they release has completed (values are used).
   rk_flush_counters(k);
+  RK_TRACE(4);
   // Release: the replies, state, HLC, histogram and counters above before the tail below.
   __threadfence_system();
+  RK_TRACE(5);
   if (k.out.count != 0u) {
     k.out.tail += k.out.count;
     k.out.count = 0u;
@@ -763,7 +813,36 @@ __device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* ful
   rk_st(&k.cb->input_head, k.high.head + k.normal.head);
   rk_st(&k.cb->output_tail, k.out.tail);
   rk_st(&k.cb->output_head, k.out.head);
+#if RK_P_TRACE
+  RK_TRACE(6);
+  const unsigned long long rec = rk_trace_count % RK_P_TRACE_RECORDS;
+  for (unsigned int st = 0u; st < RK_P_TRACE_STAGES; ++st) {
+    rk_trace[rec * RK_P_TRACE_STAGES + st] = rk_trace_now[st];
+  }
+  rk_trace_count = rk_trace_count + 1ull;
+#endif
   return n;
+}
+
+// One poll (the whole warp): the commands word (lane 0) and the sequence words of 32 tickets of
+// each lane, three coalesced loads in flight together: one PCIe round trip. Every lane gets the
+// same values.
+struct rk_polled {
+  unsigned int cmd;
+  unsigned int high;
+  unsigned int normal;
+};
+__device__ __forceinline__ rk_polled rk_poll(rk_kernel& k, unsigned int lane) {
+  const unsigned int hh = __shfl_sync(RK_P_FULL, k.high.head, 0);
+  const unsigned int nh = __shfl_sync(RK_P_FULL, k.normal.head, 0);
+  const unsigned int cmd = lane == 0u ? k.cb->commands : 0u;
+  const unsigned int hs = k.high.seq[(hh + lane) & k.high.mask];
+  const unsigned int ns = k.normal.seq[(nh + lane) & k.normal.mask];
+  rk_polled p;
+  p.cmd = __shfl_sync(RK_P_FULL, cmd, 0);
+  p.high = rk_ready_count(hs, hh, lane);
+  p.normal = rk_ready_count(ns, nh, lane);
+  return p;
 }
 
 __device__ __forceinline__ void rk_set_state(rk_kernel& k, unsigned int s) {
@@ -774,16 +853,20 @@ __device__ __forceinline__ void rk_set_state(rk_kernel& k, unsigned int s) {
 
 extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
     ${params}) {
-  // One warp is launched; lane 0 runs the loop (the others are kept for warp-cooperative
-  // dequeue later).
-  if (blockIdx.x != 0u || threadIdx.x != 0u) return;
+  // One warp is launched: every lane runs the loop (the reads of host memory are the warp's, see
+  // rk_poll and rk_take); lane 0 alone handles messages, writes and keeps the kernel's
+  // authoritative state (the others' copies of k hold only the constant fields).
+  if (blockIdx.x != 0u) return;
+  const unsigned int lane = threadIdx.x & 31u;
   __shared__ unsigned long long rk_hist_buckets[RK_P_HIST_BUCKETS];
   __shared__ unsigned int rk_ctl[8];
   __shared__ unsigned int rk_outbox[4];
 #if RK_P_STATE_SHARED
   __shared__ rk_u4 rk_state_sh[RK_P_STATE_VECS];
 #endif
-  for (unsigned int b = 0u; b < RK_P_HIST_BUCKETS; ++b) rk_hist_buckets[b] = 0ull;
+  if (lane == 0u) {
+    for (unsigned int b = 0u; b < RK_P_HIST_BUCKETS; ++b) rk_hist_buckets[b] = 0ull;
+  }
   rk_kernel k;
   k.region = region;
   k.cb = (volatile RkControlBlock*)region;
@@ -816,51 +899,54 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
   k.ctl = rk_ctl;
   k.outbox = rk_outbox;
 #if RK_P_STATE_SHARED
-  for (unsigned int v = 0u; v < RK_P_STATE_VECS; ++v) {
-    rk_state_sh[v] = rk_ld4(region + off_state + 16u * v);
+  if (lane == 0u) {
+    for (unsigned int v = 0u; v < RK_P_STATE_VECS; ++v) {
+      rk_state_sh[v] = rk_ld4(region + off_state + 16u * v);
+    }
   }
   k.state = (unsigned char*)rk_state_sh;
 #else
   k.state = region + off_state;
 #endif
-  // The GPU never parks on the doorbell: producers must not wait for a wake-up it cannot hear.
-  rk_st(&k.words[RK_P_W_SLEEPING], 0u);
+  if (lane == 0u) {
+    // The GPU never parks on the doorbell: producers must not wait for a wake-up it cannot hear.
+    rk_st(&k.words[RK_P_W_SLEEPING], 0u);
+    rk_set_state(k, RK_STATE_LAUNCHED);
+  }
+  __syncwarp();
+  // Every lane computes the same control flow from values lane 0 broadcasts (rk_poll, rk_batch).
   unsigned int state = RK_STATE_LAUNCHED;
-  rk_set_state(k, state);
   unsigned int idle = 0u;
   unsigned int sleep_ns = 0u;
   for (;;) {
-    // Every word a poll needs is loaded before any is used: one PCIe round trip, not three
-    // (each read of host memory measured ~3-4.5 µs on the H100 host; serial, they dominated).
-    unsigned int sh[4], sn[4];
-    const unsigned int cmd = k.cb->commands;
-    rk_lane_peek(k.high, sh);
-    rk_lane_peek(k.normal, sn);
-    const unsigned int* psh = sh;
-    const unsigned int* psn = sn;
+    if (lane == 0u) RK_TRACE(0);
+    const rk_polled p = rk_poll(k, lane);
+    const unsigned int cmd = p.cmd;
     if (cmd != 0u) {
-      __threadfence_system();
-      atomicAnd_system((unsigned int*)&k.cb->commands, ~cmd);
+      if (lane == 0u) {
+        __threadfence_system();
+        atomicAnd_system((unsigned int*)&k.cb->commands, ~cmd);
+      }
       if ((cmd & RK_CMD_TERMINATE) != 0u) break;
       unsigned int next = state;
       if ((cmd & RK_CMD_DEACTIVATE) != 0u) next = RK_STATE_DEACTIVATED;
       else if ((cmd & RK_CMD_ACTIVATE) != 0u) next = RK_STATE_ACTIVE;
       if (next != state) {
         state = next;
-        rk_set_state(k, state);
+        if (lane == 0u) rk_set_state(k, state);
       }
       idle = 0u;
       sleep_ns = 0u;
     }
     if (state == RK_STATE_ACTIVE) {
       bool full = false;
-      if (rk_batch(k, batch_max, &full, psh, psn) > 0u) {
+      if (rk_batch(k, batch_max, &full, p.high, p.normal, lane) > 0u) {
         idle = 0u;
         sleep_ns = 0u;
         continue;
       }
     }
-    if ((idle & RK_P_IDLE_BEAT_MASK) == 0u) rk_beat(k);
+    if (lane == 0u && (idle & RK_P_IDLE_BEAT_MASK) == 0u) rk_beat(k);
     // Idle: short spins first, then sleeps growing to RK_P_ACTIVE_MAX_SLEEP_NS (the longest,
     // RK_P_MAX_SLEEP_NS, while not Active: commands are rare, messages wait for activate).
     if (state != RK_STATE_ACTIVE) sleep_ns = RK_P_MAX_SLEEP_NS;
@@ -871,24 +957,27 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
     if (sleep_ns != 0u) __nanosleep(sleep_ns);
   }
   // Terminate: drain (host's terminateMode 1) or leave the input for the host to return.
-  rk_set_state(k, RK_STATE_TERMINATING);
-  if (k.words[RK_P_W_TERMINATE_MODE] == 1u) {
+  if (lane == 0u) rk_set_state(k, RK_STATE_TERMINATING);
+  const unsigned int mode = __shfl_sync(RK_P_FULL, lane == 0u ? k.words[RK_P_W_TERMINATE_MODE] : 0u, 0);
+  if (mode == 1u) {
     unsigned long long stalled_since = 0ull;
     for (;;) {
       bool full = false;
-      if (rk_batch(k, batch_max, &full, nullptr, nullptr) > 0u) {
+      const rk_polled p = rk_poll(k, lane);
+      if (rk_batch(k, batch_max, &full, p.high, p.normal, lane) > 0u) {
         stalled_since = 0ull;
         continue;
       }
       if (!full) break;
       // The host reads outputs while the kernel drains; give up after a second without room.
-      rk_beat(k);
-      const unsigned long long now = rk_gtime();
+      if (lane == 0u) rk_beat(k);
+      const unsigned long long now = __shfl_sync(RK_P_FULL, rk_gtime(), 0);
       if (stalled_since == 0ull) stalled_since = now;
       else if (now - stalled_since > RK_P_DRAIN_STALL_NS) break;
       __nanosleep(RK_P_MAX_SLEEP_NS);
     }
   }
+  if (lane != 0u) return;
   rk_flush_counters(k);
   rk_st64(&k.cb->hlc, k.hlc);
   rk_set_state(k, RK_STATE_TERMINATED);
