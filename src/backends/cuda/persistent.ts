@@ -20,12 +20,19 @@
  *   host's `Date.now()` at launch, plus the logical counter), merged with every message's
  *   timestamp; the handler latency histogram, the heartbeat and the queue snapshots.
  *
- * Memory ordering: the kernel reads host-written words with volatile loads (a poll loads the
- * commands word and both lanes' sequence words together: one PCIe round trip) and a
+ * Memory ordering: the kernel reads host-written words with volatile loads and a
  * `fence.acq_rel.sys` after the readiness checks, and publishes with one `__threadfence_system()`
  * per batch before the tail/head stores and around state stores (no libcu++: NVRTC has no
- * headers). Each read of host memory costs ~3-6 µs on the H100 host measured, so a round trip is
- * bounded below by two of them (poll, then the envelope).
+ * headers).
+ *
+ * Reads of host memory are the warp's: a read costs ~1.1 µs on the H100 host, and one thread's
+ * loads of the same 128-byte line are served one after another (four 16-byte loads of an
+ * envelope's line took ~4.5 µs), while a warp's coalesced load of a line is one request. A poll is
+ * three coalesced loads in flight together (the commands word, 32 sequence words of each lane:
+ * readiness by `__ballot_sync`), an envelope one load per line (lane i takes vector i), gathered
+ * into lane 0 by shuffles; lane 0 runs the handler and does every write. `bench/cuda_mailbox.ts`
+ * measures the floor under this (a flag, then its line: ~4.8 µs round trip from Deno) and
+ * `bench/cuda_trace.ts` where a request's time goes (`CudaRuntimeOptions.trace`).
  * The commands word is cleared with `atomicAnd_system` (see the caveat in docs: on a PCIe host
  * without native host atomics a command set in the same microsecond as another is cleared may be
  * lost; `KernelHandle` never issues one command before the previous one is acknowledged).
@@ -36,8 +43,7 @@
  * K2K sends (`ctx.send`) are not delivered by the GPU yet: each is counted in the runtime words
  * `k2kSent` and `k2kNotFound` (never dropped silently), exactly as a send to an unknown kernel.
  *
- * Launch: 1 block × 32 threads; thread 0 works, the other lanes return at once (the structure
- * keeps a warp for a later warp-cooperative dequeue).
+ * Launch: 1 block × 32 threads (one warp: every lane runs the loop, lane 0 handles).
  * @module
  */
 
