@@ -116,6 +116,27 @@ export {
   type PersistentParam,
   type PersistentSource,
 } from "./src/backends/cuda/persistent.ts";
+export { CudaK2kError, K2K_PARAMS } from "./src/backends/cuda/k2k_device.ts";
+export type { K2kArgs, K2kParam } from "./src/backends/cuda/k2k_device.ts";
+export type { K2kUsage } from "./src/backends/cuda/k2k_routing.ts";
+export { WebGpuRuntime } from "./src/backends/webgpu/webgpu_runtime.ts";
+export type { WebGpuRuntimeOptions } from "./src/backends/webgpu/webgpu_runtime.ts";
+// The adapter's types, which WebGpuRuntime's options and fields use.
+export type {
+  DawnBackend,
+  WebGpuAdapterInfo,
+  WebGpuAdapterOptions,
+  WebGpuImplementation,
+} from "./src/backends/webgpu/adapter.ts";
+export type { WebGpuDeadLetter } from "./src/backends/webgpu/gpu_kernel.ts";
+export type { PumpStats } from "./src/backends/webgpu/device_pump.ts";
+export type { GpuBufferStats } from "./src/backends/webgpu/tracked_buffers.ts";
+export {
+  emitPassthroughRing,
+  emitRingKernel,
+  emitRoutePass,
+  type RingKernelSource,
+} from "./src/backends/webgpu/shaders.ts";
 export { PartialSendError } from "./src/runtime/kernel_handle.ts";
 export type { FailureCause, KillCause } from "./src/runtime/kernel_handle.ts";
 export * from "./src/dsl/define.ts";

@@ -4,7 +4,9 @@
 //     (KernelHandle.request on Backend.Cuda), against the non-persistent way: copy 64 B in,
 //     launch, copy 64 B out, sync;
 //   - bulk host→device copy through CudaContext.copyHtoD from pinned memory, against the same
-//     copy from pageable memory.
+//     copy from pageable memory;
+//   - 64-byte messages per second through a persistent kernel (sendMany / receiveMany windows),
+//     against copy + launch + copy per window.
 // Skips, saying why, without a CUDA device. Writes bench/results/cuda-<runtime>.json (or into
 // $RINGKERNEL_RESULTS_DIR).
 //
@@ -16,6 +18,7 @@ import { CudaDriver, Nvrtc } from "../ffi/mod.ts";
 import { CudaRuntime } from "../src/backends/cuda/cuda_runtime.ts";
 import { LaunchOptions } from "../src/runtime/launch_options.ts";
 import { AddValue, dslAccumulator } from "../test/dsl/corpus.ts";
+import { benchSummer, Samples } from "./kernels.ts";
 import { percentile, runtimeInfo } from "./harness.ts";
 
 const ECHO = `extern "C" __global__ void rk_echo(const unsigned int* in, unsigned int* out) {
@@ -82,6 +85,76 @@ export async function persistentRoundTrip(
   }
 }
 
+const WINDOW = 256;
+const SUM16 = `extern "C" __global__ void rk_sum16(const float* in, float* out, unsigned int n) {
+  const unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float t = 0.0f;
+  for (int j = 0; j < 16; ++j) t += in[16u * i + j];
+  out[i] = t;
+}`;
+
+/**
+ * Messages per second of 64-byte payloads (sixteen f32, `benchSummer`: sum + running count)
+ * through a persistent kernel: windows of {@linkcode WINDOW} by `sendMany`, each window's
+ * outputs by `receiveMany` before the next. Baseline: the same windows the launch way: copy the
+ * window's payloads in, launch a summing kernel, copy the sums out.
+ */
+export async function messageThroughput(
+  messages = 200_000,
+): Promise<{ persistent: number; launchPerWindow: number }> {
+  const rt = await CudaRuntime.create();
+  let persistent: number;
+  try {
+    const k = await rt.launch(benchSummer, LaunchOptions.default());
+    const msg = Samples.of({ values: Array.from({ length: 16 }, (_, i) => i + 0.5) });
+    const window = Array.from({ length: WINDOW }, () => msg);
+    const run = async (count: number): Promise<number> => {
+      const t0 = performance.now();
+      for (let done = 0; done < count; done += WINDOW) {
+        const sent = await k.sendMany(window);
+        if (sent !== WINDOW) throw new Error(`sendMany accepted ${sent}`);
+        for (let got = 0; got < WINDOW;) got += (await k.receiveMany(WINDOW - got)).length;
+      }
+      return performance.now() - t0;
+    };
+    await run(WINDOW * 20);
+    const ms = await run(messages);
+    const count = k.readState()?.count;
+    if (count !== messages + WINDOW * 20) throw new Error(`summer counted ${count}`);
+    persistent = messages / (ms / 1000);
+  } finally {
+    await rt.shutdown();
+  }
+  const driver = CudaDriver.open();
+  const ctx = driver.createContext(0);
+  const nvrtc = Nvrtc.open();
+  try {
+    const fn = ctx.loadModule(
+      nvrtc.compile(SUM16, { arch: ctx.device.arch, context: "sum16" }).image,
+    )
+      .getFunction("rk_sum16");
+    const din = ctx.alloc(WINDOW * 64);
+    const dout = ctx.alloc(WINDOW * 4);
+    const hin = new Float32Array(WINDOW * 16).map((_, i) => (i % 16) + 0.5);
+    const hout = new Float32Array(WINDOW);
+    const windows = messages / WINDOW;
+    const t0 = performance.now();
+    for (let w = 0; w < windows; w++) {
+      ctx.copyHtoD(din, hin);
+      ctx.launch(fn, 1, WINDOW, 0, null, [{ ptr: din }, { ptr: dout }, { u32: WINDOW }]);
+      ctx.copyDtoH(hout, dout);
+    }
+    const ms = performance.now() - t0;
+    if (hout[0] !== 128) throw new Error(`sum16 gave ${hout[0]}`);
+    return { persistent, launchPerWindow: messages / (ms / 1000) };
+  } finally {
+    ctx.close();
+    nvrtc.close();
+    driver.close();
+  }
+}
+
 /** GB/s of `copyHtoD` of `bytes` from pinned and from pageable memory. */
 export function bulkCopy(
   bytes = 256 * 2 ** 20,
@@ -125,6 +198,7 @@ if (import.meta.main) {
   const rtt = launchRoundTrip();
   const persistent = await persistentRoundTrip();
   const copy = bulkCopy();
+  const tput = await messageThroughput();
   figures = {
     device,
     persistentRequestUs: {
@@ -135,6 +209,12 @@ if (import.meta.main) {
     launchRoundTripUs: { p50: round(rtt.p50), p99: round(rtt.p99), mean: round(rtt.mean) },
     persistentVsLaunchP50: round(rtt.p50 / persistent.p50),
     bulkHtoDGBps: { pinned: round(copy.pinned, 1), pageable: round(copy.pageable, 1) },
+    messages64BPerSecond: {
+      persistent: Math.round(tput.persistent),
+      launchPerWindow: Math.round(tput.launchPerWindow),
+      window: WINDOW,
+    },
+    persistentVsLaunchThroughput: round(tput.persistent / tput.launchPerWindow),
     pinnedVsPageable: round(copy.pinned / copy.pageable),
   };
   const dir = process.env.RINGKERNEL_RESULTS_DIR ?? new URL("./results/", import.meta.url).pathname;
@@ -154,6 +234,13 @@ if (import.meta.main) {
     `bulk H2D 256 MiB via copyHtoD: pinned ${round(copy.pinned, 1)} GB/s, pageable ${
       round(copy.pageable, 1)
     } GB/s (${round(copy.pinned / copy.pageable)}×)`,
+  );
+  console.log(
+    `64-byte messages: ${
+      (tput.persistent / 1e6).toFixed(2)
+    } M/s persistent (sendMany/receiveMany ` +
+      `windows of ${WINDOW}), ${(tput.launchPerWindow / 1e6).toFixed(2)} M/s copy+launch+copy ` +
+      `per window (${round(tput.persistent / tput.launchPerWindow)}×)`,
   );
   console.log(path);
   process.exit(0);

@@ -59,9 +59,8 @@ export const benchSummer = defineKernel({
   output: Total,
   state: { count: "u32" },
   handler: (msg, state) => {
-    const v = msg.values;
     let total = 0;
-    for (let i = 0; i < 16; i++) total += v[i];
+    for (let i = 0; i < 16; i++) total += msg.values[i];
     state.count += 1;
     return { total, count: state.count };
   },

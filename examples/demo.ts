@@ -63,7 +63,8 @@ const runtimeName = "Deno" in globalThis ? "Deno" : "Bun" in globalThis ? "Bun" 
 async function main(): Promise<void> {
   console.log(`RingKernel runtime tour on ${runtimeName}\n`);
 
-  // 1. Auto picks CUDA, then WebGPU, then the CPU, and says why it skipped what it skipped.
+  // 1. Auto stays on the CPU for now and says why it skipped CUDA and WebGPU (ask for
+  //    Backend.Cuda or Backend.WebGpu by name; examples/wgpu_hello.ts runs on WebGPU).
   const rt = await RingKernel.builder().backend(Backend.Auto).build();
   console.log(`1. Backend.Auto chose: ${rt.backend}`);
   for (const note of rt.backendNotes) console.log(`   skipped ${note}`);

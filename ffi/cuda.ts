@@ -7,7 +7,8 @@
  * Every CUresult is checked: a failure throws {@linkcode CudaError} carrying the call, the number
  * and the `cuGetErrorName` / `cuGetErrorString` texts. Errors after which the context is lost (a
  * kernel trapped: {@linkcode STICKY_CUDA_ERRORS}) also mark the context `faulted`; the backend
- * maps them to `KernelFaultError` (see {@linkcode kernelFaultFrom}).
+ * maps them to `KernelFaultError` (see {@linkcode kernelFaultFrom}), and closing a faulted
+ * context resets the device's primary context, so the next one made is usable.
  *
  * The driver binds the current context per OS thread, and a runtime may run FFI calls on another
  * thread than the JS one (Deno's `nonblocking` symbols, workers), so every public entry of
@@ -110,6 +111,31 @@ function errorText(
   return { name, description };
 }
 
+const MODULE_LOADING = "CUDA_MODULE_LOADING";
+
+/**
+ * Asks the driver for eager module loading unless the user chose (read at `cuInit`). Lazy
+ * loading, the default since CUDA 12.2, loads a function's code at its first launch and may wait
+ * for the device to go idle, which it never does while a persistent kernel runs: on the H100 a
+ * second definition launched beside a running kernel hung there. Eagerly, `cuModuleLoadData`
+ * loads everything, before any kernel of the module runs.
+ */
+function preferEagerModuleLoading(): void {
+  const g = globalThis as {
+    Deno?: { env: { get(k: string): string | undefined; set(k: string, v: string): void } };
+    process?: { env: Record<string, string | undefined> };
+  };
+  try {
+    if (g.Deno !== undefined) {
+      if (g.Deno.env.get(MODULE_LOADING) === undefined) g.Deno.env.set(MODULE_LOADING, "EAGER");
+    } else if (g.process !== undefined && g.process.env[MODULE_LOADING] === undefined) {
+      g.process.env[MODULE_LOADING] = "EAGER";
+    }
+  } catch {
+    // No permission to set the environment: lazy loading it is (see the note above).
+  }
+}
+
 /**
  * The loaded driver library. One per process is enough; contexts made from it share it.
  */
@@ -140,6 +166,7 @@ export class CudaDriver {
    * example `CUDA_ERROR_NO_DEVICE` on a machine with a driver but no GPU).
    */
   static open(options: CudaDriverOptions = {}): CudaDriver {
+    preferEagerModuleLoading();
     let initResult = 0;
     const found = findLibrary("libcuda", CUDA_SYMBOLS, {
       ...options,
@@ -476,6 +503,11 @@ export class CudaContext {
   /** The sticky error that made this context unusable, or undefined. */
   get faulted(): string | undefined {
     return this.#faulted;
+  }
+
+  /** True once {@linkcode close} ran. */
+  get isClosed(): boolean {
+    return this.#closed;
   }
 
   #check(call: string, result: number): void {
@@ -865,9 +897,11 @@ export class CudaContext {
   }
 
   /**
-   * Frees everything this context allocated (events, streams, modules, host and device memory)
-   * and releases the primary context. Goes on past failures and throws the first one at the end.
-   * A faulted context skips the individual frees: releasing it destroys them. Idempotent.
+   * Waits for the work queued on this context's streams (not for other users of the primary
+   * context), then frees everything this context allocated (events, streams, modules, host and
+   * device memory) and releases the primary context. Goes on past failures and throws the first
+   * one at the end. A faulted context skips the individual frees and resets the primary context
+   * instead (which destroys them; see `#resetFaulted`). Idempotent.
    */
   close(): void {
     if (this.#closed) return;
@@ -881,7 +915,13 @@ export class CudaContext {
     };
     attempt(() => this.ensureCurrent());
     if (this.#faulted === undefined) {
-      attempt(() => this.#check("cuCtxSynchronize", this.#fn.cuCtxSynchronize()));
+      // Its own work only (its streams, then the legacy stream its synchronous calls use):
+      // cuCtxSynchronize would wait for every user of the shared primary context too, and the
+      // persistent kernels of another runtime in this process never finish.
+      for (const st of this.#streams) {
+        attempt(() => this.#check("cuStreamSynchronize", this.#fn.cuStreamSynchronize(st.handle)));
+      }
+      attempt(() => this.#check("cuStreamSynchronize", this.#fn.cuStreamSynchronize(0n)));
       for (const e of this.#events) {
         attempt(() => this.#check("cuEventDestroy_v2", this.#fn.cuEventDestroy_v2(e.handle)));
       }
@@ -904,6 +944,7 @@ export class CudaContext {
     this.#host.clear();
     this.#device.clear();
     this.#closed = true;
+    if (this.#faulted !== undefined) attempt(() => this.#resetFaulted());
     attempt(() =>
       this.#check(
         "cuDevicePrimaryCtxRelease_v2",
@@ -912,6 +953,23 @@ export class CudaContext {
     );
     this.#onClose();
     if (first !== undefined) throw first;
+  }
+
+  /**
+   * Resets the device's primary context after a sticky error. Every retainer in the process
+   * shares it and it is lost for all of them, but releasing destroys it only when the last
+   * retainer lets go, so without a reset the next `createContext` would get the dead one back.
+   * Reset only while the current primary context is still faulted: another retainer may have
+   * reset it already, and a new runtime be working on its successor.
+   */
+  #resetFaulted(): void {
+    const reset = this.#fn.cuDevicePrimaryCtxReset_v2;
+    if (reset === null) return;
+    const set = this.#fn.cuCtxSetCurrent(this.handle);
+    // A query of the legacy stream never blocks; it returns the context's sticky error, if any.
+    const probe = set === CUresult.SUCCESS ? this.#fn.cuStreamQuery(0n) : set;
+    if (!STICKY_CUDA_ERRORS.has(probe)) return;
+    this.#check("cuDevicePrimaryCtxReset_v2", reset(this.device.handle));
   }
 }
 

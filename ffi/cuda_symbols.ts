@@ -47,6 +47,8 @@ export const CUDA_SYMBOLS = {
   cuDevicePrimaryCtxRetain: { parameters: ["buffer", "i32"], result: "i32" },
   /** CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) */
   cuDevicePrimaryCtxRelease_v2: { parameters: ["i32"], result: "i32" },
+  /** CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev): a faulted primary context is reset */
+  cuDevicePrimaryCtxReset_v2: { parameters: ["i32"], result: "i32", optional: true },
   /** CUresult cuCtxSetCurrent(CUcontext ctx) */
   cuCtxSetCurrent: { parameters: ["u64"], result: "i32" },
   /** CUresult cuCtxGetCurrent(CUcontext* pctx) */

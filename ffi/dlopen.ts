@@ -165,6 +165,10 @@ interface BunFfi {
   ptr(view: ArrayBufferView, byteOffset?: number): number;
   toArrayBuffer(ptr: number, byteOffset: number, byteLength: number): ArrayBuffer;
   CString: new (ptr: number) => { toString(): string };
+  JSCallback: new (
+    fn: (...args: unknown[]) => unknown,
+    def: { args: BunFfiType[]; returns: BunFfiType },
+  ) => { readonly ptr: number | null; close(): void };
 }
 
 const globals = globalThis as { Bun?: unknown; Deno?: { dlopen?: unknown } };
@@ -426,4 +430,76 @@ export function outU32(): Uint32Array<ArrayBuffer> {
 /** An out-parameter for a `float*`. */
 export function outF32(): Float32Array<ArrayBuffer> {
   return new Float32Array(new ArrayBuffer(4));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callbacks: JS functions handed to C as function pointers
+
+/** A C callback's signature; parameters are any parameter type except `buffer`. */
+export interface CallbackDef {
+  /** Parameter types, in order. */
+  readonly parameters: readonly Exclude<FfiParamType, "buffer">[];
+  /** Result type. */
+  readonly result: FfiResultType;
+}
+
+/** The JS value a callback parameter of type `T` arrives as (64-bit integers as `bigint`). */
+export type CallbackArgValue<T extends FfiParamType> = FfiResultValue<Exclude<T, "buffer">>;
+
+/** The argument tuple a callback of definition `D` receives. */
+export type CallbackArgs<P extends readonly FfiParamType[]> = {
+  -readonly [K in keyof P]: P[K] extends FfiParamType ? CallbackArgValue<P[K]> : never;
+};
+
+/** A JS function callable from C through {@linkcode ForeignCallback.pointer}. */
+export interface ForeignCallback {
+  /** The C function pointer; valid until {@linkcode ForeignCallback.close}. */
+  readonly pointer: Pointer;
+  /** Frees the trampoline; C must not call the pointer afterwards. */
+  close(): void;
+}
+
+const WIDE_INTEGER: ReadonlySet<FfiType> = new Set(["u64", "i64", "usize", "isize"]);
+
+/**
+ * Wraps `fn` as a C function pointer of signature `def`. The callback must be invoked on the JS
+ * thread, synchronously inside a foreign call made from JS (neither runtime here is asked for a
+ * thread-safe trampoline). Arguments are normalized across runtimes: 64-bit integers arrive as
+ * `bigint`, pointers as {@linkcode Pointer} or `null`.
+ *
+ * Structs passed by value are not in the vocabulary; on x86-64 System V and AArch64 a 16-byte
+ * struct of two integer or pointer members (such as `{ const char* data; size_t length; }`)
+ * arrives in two consecutive integer registers, so declaring it as two parameters matches.
+ */
+export function foreignCallback<const D extends CallbackDef>(
+  def: D,
+  fn: (...args: CallbackArgs<D["parameters"]>) => FfiResultValue<D["result"]>,
+): ForeignCallback {
+  const wide = def.parameters.map((t) => WIDE_INTEGER.has(t));
+  const isPointer = def.parameters.map((t) => t === "pointer");
+  const normalize = (args: unknown[]): CallbackArgs<D["parameters"]> =>
+    args.map((a, i) => {
+      if (wide[i]) return typeof a === "bigint" ? a : BigInt(a as number);
+      if (isPointer[i]) {
+        if (a === null || a === undefined || a === 0 || a === 0n) return null;
+        return ffiRuntime === "bun" && typeof a === "bigint" ? Number(a) : a;
+      }
+      return a;
+    }) as CallbackArgs<D["parameters"]>;
+  if (ffiRuntime === "deno") {
+    const cb = new Deno.UnsafeCallback(
+      { parameters: [...def.parameters], result: def.result } as Deno.UnsafeCallbackDefinition,
+      (...args: unknown[]) => fn(...normalize(args)) as never,
+    );
+    return { pointer: cb.pointer as unknown as Pointer, close: () => cb.close() };
+  }
+  if (ffiRuntime === "bun") {
+    const cb = new (bun().JSCallback)((...args: unknown[]) => fn(...normalize(args)), {
+      args: def.parameters.map((t) => BUN_TYPE[t]),
+      returns: BUN_TYPE[def.result],
+    });
+    if (cb.ptr === null) throw new BackendUnavailableError("ffi", "bun:ffi made no JSCallback");
+    return { pointer: cb.ptr as unknown as Pointer, close: () => cb.close() };
+  }
+  throw noFfi();
 }

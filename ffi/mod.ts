@@ -1,6 +1,7 @@
 /**
  * The foreign-function layer: the Deno/Bun `dlopen` adapter, library discovery, the CUDA driver
- * API ({@linkcode CudaDriver}, {@linkcode CudaContext}) and NVRTC ({@linkcode Nvrtc}). Nothing
+ * API ({@linkcode CudaDriver}, {@linkcode CudaContext}), NVRTC ({@linkcode Nvrtc}) and Dawn's
+ * WebGPU compute subset ({@linkcode openDawnGpu}). Nothing
  * above this folder knows which runtime it runs in.
  *
  * @module
@@ -8,6 +9,9 @@
 
 export {
   addressOf,
+  type CallbackArgs,
+  type CallbackArgValue,
+  type CallbackDef,
   cString,
   type CStringArray,
   cStringArray,
@@ -19,6 +23,8 @@ export {
   type FfiRuntime,
   ffiRuntime,
   type FfiType,
+  type ForeignCallback,
+  foreignCallback,
   type ForeignFunction,
   type ForeignLibrary,
   type ForeignSymbols,
@@ -90,3 +96,40 @@ export {
   type NvrtcOutput,
   parseArch,
 } from "./nvrtc.ts";
+export { DAWN_SYMBOLS, type DawnSymbols } from "./dawn_symbols.ts";
+export {
+  DAWN_LIBRARY_ENV,
+  DAWN_PACKAGE,
+  DawnAdapter,
+  type DawnAdapterInfo,
+  type DawnBackendName,
+  DawnBindGroup,
+  DawnBindGroupLayout,
+  DawnBuffer,
+  DawnCommandBuffer,
+  DawnCommandEncoder,
+  DawnComputePassEncoder,
+  DawnComputePipeline,
+  DawnDevice,
+  type DawnDeviceLostInfo,
+  DawnGpu,
+  DawnGpuError,
+  type DawnLibrary,
+  dawnLibraryCandidates,
+  type DawnLimitName,
+  type DawnLimits,
+  DawnObject,
+  DawnOperationError,
+  type DawnOptions,
+  DawnPipelineError,
+  DawnPipelineLayout,
+  DawnQueue,
+  type DawnRequestAdapterOptions,
+  type DawnSettle,
+  DawnShaderModule,
+  DawnUncapturedErrorEvent,
+  findDawnLibrary,
+  openDawnGpu,
+  openDawnLibrary,
+  preferHeadlessEgl,
+} from "./dawn.ts";

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { webGpuSkip } from "./webgpu/probe.ts";
 
 const isDeno = "Deno" in globalThis;
 const root = fileURLToPath(new URL("../", import.meta.url));
@@ -70,7 +71,8 @@ test("examples/demo.ts (deno task demo): the runtime tour on Backend.Auto", () =
     `RingKernel runtime tour on ${runtimeName}`,
     "1. Backend.Auto chose: cpu",
     "   skipped cuda: not chosen automatically yet (GPU handlers cannot send K2K messages yet); ask for Backend.Cuda",
-    "   skipped webgpu: the WebGPU backend is not implemented in this version",
+    "   skipped webgpu: not chosen automatically (a WebGPU round trip takes milliseconds, and " +
+    "adapters are often software ones such as lavapipe); ask for Backend.WebGpu",
     "2. launched accumulator: active",
     "3. request(2) -> total 2",
     '   100 concurrent requests -> highest total 102, state {"total":102}',
@@ -89,6 +91,28 @@ test("examples/demo.ts (deno task demo): the runtime tour on Backend.Auto", () =
     "   accumulator: active -> terminating -> terminated",
     "   doubler: active -> terminating -> terminated",
     "tour done",
+  ]);
+});
+
+test("examples/wgpu_hello.ts: a stateful kernel on WebGPU, or a clear line without an adapter", async () => {
+  // The same explicit check as the WebGPU tests: lavapipe under Deno here, none under Bun.
+  const noAdapter = await webGpuSkip("test/examples.test.ts (wgpu_hello)");
+  const out = runExample("examples/wgpu_hello.ts");
+  if (noAdapter) {
+    assertLines(out, [
+      `WebGPU hello on ${runtimeName}`,
+      /^no WebGPU adapter here, nothing to run \(backend webgpu is unavailable: no WebGPU adapter: /,
+    ]);
+    return;
+  }
+  assertLines(out, [
+    `WebGPU hello on ${runtimeName}`,
+    /^adapter: .+ \(via (navigator|bun-webgpu|dawn)\)$/,
+    "deposit 2 -> total 2, deposits 1",
+    "deposit 3.5 -> total 5.5, deposits 2",
+    /^100 concurrent deposits -> highest count 102 in \d+ rounds?$/,
+    'state {"total":105.5,"deposits":102}',
+    "shut down: 102 deposits processed",
   ]);
 });
 

@@ -77,7 +77,7 @@ export const ErrorCode = {
   Overlap: "E_OVERLAP",
   /** An allocator (for example the SIMD core's arena) has no room left for a request. */
   OutOfMemory: "E_OUT_OF_MEMORY",
-  /** A backend (CUDA, WebGPU) that is not available in this process or not implemented yet. */
+  /** A backend (CUDA, WebGPU) that is not available in this process (no device, no driver). */
   BackendUnavailable: "E_BACKEND_UNAVAILABLE",
   /** No kernel with the given id is running in the runtime. */
   KernelNotFound: "E_KERNEL_NOT_FOUND",
@@ -105,6 +105,8 @@ export const ErrorCode = {
   KernelFault: "E_KERNEL_FAULT",
   /** No WebGPU adapter is available. */
   NoWebGpu: "E_NO_WEBGPU",
+  /** The WebGPU device was lost (destroyed, driver reset, ...); its kernels failed. */
+  WebGpuDeviceLost: "E_WEBGPU_DEVICE_LOST",
 } as const;
 
 /** The union of all stable error code strings. */
@@ -183,7 +185,7 @@ export class MemoryViewError extends RingKernelError {}
 /** An allocator has no room left for a request. */
 export class OutOfMemoryError extends RingKernelError {}
 
-/** A backend that is not available here, or not implemented yet; nothing was started. */
+/** A backend that is not available here (no device, no driver); nothing was started. */
 export class BackendUnavailableError extends RingKernelError {
   /** The backend that was asked for. */
   readonly backend: string;
@@ -377,5 +379,29 @@ export class NoWebGpuError extends RingKernelError {
   /** Creates the error with why no adapter was found. */
   constructor(reason: string) {
     super(ErrorCode.NoWebGpu, `no WebGPU adapter: ${reason}`);
+  }
+}
+
+/**
+ * The WebGPU device of a runtime was lost (`device.lost` resolved: destroyed, driver reset, out of
+ * memory, ...). Every kernel of that runtime ended `Failed` with a `KernelFailedError` whose
+ * `cause` is this error; the runtime refuses new launches with it. Build a new runtime.
+ */
+export class WebGpuDeviceLostError extends RingKernelError {
+  /** `GPUDeviceLostInfo.reason`: `"destroyed"` or `"unknown"`. */
+  readonly reason: string;
+  /** `GPUDeviceLostInfo.message`: the implementation's words. */
+  readonly deviceMessage: string;
+
+  /** Creates the error from the device's lost info. */
+  constructor(reason: string, deviceMessage: string) {
+    super(
+      ErrorCode.WebGpuDeviceLost,
+      `the WebGPU device was lost (${reason})${
+        deviceMessage === "" ? "" : `: ${deviceMessage}`
+      }; build a new runtime`,
+    );
+    this.reason = reason;
+    this.deviceMessage = deviceMessage;
   }
 }

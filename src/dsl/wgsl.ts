@@ -7,7 +7,10 @@
  * `@group(0) @binding(0..)` in parameter order, then one uniform `RkParams` with every scalar
  * parameter (4 bytes each, bool as u32) and, for stencils, `rk_width`, `rk_height`, `rk_depth`.
  * Handlers bind `rk_msgs`, `rk_state`, `rk_replies`, `rk_replied`, `rk_outbox`, `rk_control` at
- * 0..5 and run 1×1, processing `rk_control[0]` messages in order.
+ * 0..5 and run 1×1, processing `rk_control[0]` messages in order. The handler body reads its
+ * message at `rk_msgs[rk_slot]` (a private variable the entry sets before each call, equal to the
+ * message's index here): a runtime that keeps messages in a ring brings its own entry point and
+ * appends it to {@linkcode WgslSource.library} (the WebGPU backend does).
  *
  * What WGSL cannot say directly is lowered here: sub-word schema fields go through the
  * `<Struct>_get_<f>` / `<Struct>_with_<f>` accessors of `wgslStructs`; device functions that take
@@ -79,6 +82,12 @@ export interface WgslSource {
   readonly outboxStride: number;
   /** Handlers: the send targets, indexed by an outbox record's word 0. */
   readonly sendTargets: readonly { readonly dest: string; readonly schema: MessageSchema }[];
+  /**
+   * Handlers: the module without its entry point — structs, bindings 0..5, `rk_slot`, helpers
+   * and `fn rk_handle(rk_i: u32)` — for a runtime that supplies its own `@compute` entry (which
+   * sets `rk_slot` and `rk_control` words before each `rk_handle`). Empty for bulk and stencil.
+   */
+  readonly library: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,7 +385,7 @@ class WgslEmitter {
     const alias = this.scope.aliases.get(e.name);
     if (alias !== undefined) return this.expr(alias);
     if (e.type.kind === "struct") {
-      if (this.scope.fn === undefined && e.name === this.msgName) return "rk_msgs[rk_i]";
+      if (this.scope.fn === undefined && e.name === this.msgName) return "rk_msgs[rk_slot]";
       if (this.scope.fn === undefined && e.name === this.stateName) return "rk_state";
     }
     if (e.type.kind === "array") return this.arrayRef(e).wgsl;
@@ -1281,6 +1290,7 @@ fn rk_now() -> vec2<u32> {
       workgroupSize: ir.workgroupSize,
       outboxStride: 0,
       sendTargets: [],
+      library: "",
     };
   }
 
@@ -1369,6 +1379,8 @@ fn rk_now() -> vec2<u32> {
       "@group(0) @binding(4) var<storage, read_write> rk_outbox: array<u32>;",
       "// control: [0] count, [1] send capacity, [2] send count, [3..4] HLC word, [5] nodeId",
       "@group(0) @binding(5) var<storage, read_write> rk_control: array<u32>;",
+      "// Where rk_handle reads its message: set by the entry point before each call.",
+      "var<private> rk_slot: u32;",
     ];
     const body = this.block(ir.body, 1);
     this.functions.push(`// The handler body for message rk_i; return ends that message.
@@ -1382,6 +1394,7 @@ ${body.join("\n")}
       "  let rk_n = rk_control[0];",
       "  for (var rk_i = 0u; rk_i < rk_n; rk_i += 1u) {",
       "    rk_replied[rk_i] = 0u;",
+      "    rk_slot = rk_i;",
       "    rk_handle(rk_i);",
       "  }",
       "}",
@@ -1395,6 +1408,7 @@ ${body.join("\n")}
       workgroupSize: [1, 1, 1],
       outboxStride: this.outboxStride(),
       sendTargets: h.sendTargets,
+      library: this.assemble(head, []),
     };
   }
 }

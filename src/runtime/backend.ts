@@ -2,9 +2,10 @@
  * Backends and the runtime interface every backend implements.
  *
  * A runtime is what `RingKernel.builder().build()` returns: it launches kernels, finds them,
- * reports metrics, exposes the K2K broker and shuts everything down. The CPU and CUDA backends
- * exist; asking for WebGPU (or for CUDA where no device opens) throws `BackendUnavailableError`,
- * and `Auto` falls back to the CPU (recording why in `runtime.backendNotes`).
+ * reports metrics, exposes the K2K broker and shuts everything down. The CPU, CUDA and WebGPU
+ * backends exist; asking for CUDA or WebGPU where no device opens throws
+ * `BackendUnavailableError`, and `Auto` falls back to the CPU (recording why in
+ * `runtime.backendNotes`).
  * @module
  */
 
@@ -22,15 +23,15 @@ import type {
   TelemetryListener,
 } from "./telemetry.ts";
 
-/** Where kernels run. `Auto` picks CUDA, then WebGPU, then the CPU. */
+/** Where kernels run. `Auto` stays on the CPU for now (see `runtime.backendNotes`). */
 export const Backend = {
   /** Each kernel is a persistent loop in a Worker over SharedArrayBuffers. */
   Cpu: "cpu",
   /** Persistent CUDA kernels running DSL handlers in mapped pinned memory. */
   Cuda: "cuda",
-  /** WebGPU with emulated persistence (not implemented yet). */
+  /** WGSL kernels on a WebGPU device, persistence emulated by rounds of dispatches. */
   WebGpu: "webgpu",
-  /** The first available of CUDA, WebGPU, CPU. */
+  /** The CPU for now; `runtime.backendNotes` says why CUDA and WebGPU were not chosen. */
   Auto: "auto",
 } as const;
 /** A {@linkcode Backend} value. */

@@ -67,7 +67,10 @@ import { type KernelMetrics, kernelStateName } from "./telemetry.ts";
  */
 export type KillCause = "watchdog" | "killed";
 
-/** How a kernel's execution ended, as its backend reports it. */
+/**
+ * How a kernel's execution ended, as its backend reports it. An `error` that is an `Error` (the
+ * CUDA backend's `KernelFaultError`) becomes the `cause` of the kernel's `KernelFailedError`.
+ */
 export type KernelExit =
   | { readonly kind: "terminated" }
   | { readonly kind: "stopped"; readonly error: { name: string; message: string } }
@@ -107,6 +110,12 @@ export interface KernelSite {
    * `tryReceive`). Absent: the handle keeps reading the original.
    */
   detach?(): KernelMemory;
+  /**
+   * Envelopes the backend holds for the kernel outside its region (CUDA: what other kernels'
+   * `ctx.send` left in its device K2K lane), collected once after the kernel ended and appended
+   * to the terminate report's `returned`. Absent: none.
+   */
+  leftovers?(): Uint8Array[];
 }
 
 /** Options of `send`. */
@@ -483,6 +492,7 @@ export class KernelHandle<
       this.#failure = new KernelFailedError(
         this.id,
         `${what}: ${exit.error.name}: ${exit.error.message}`,
+        exit.error instanceof Error ? { cause: exit.error } : undefined,
       );
     }
     // The state is gone (Terminated or Failed) now: wait out any producer that passed its check
@@ -492,6 +502,7 @@ export class KernelHandle<
     this.#returned = [
       ...this.#mem.high.dequeueMany(Infinity),
       ...this.#mem.normal.dequeueMany(Infinity),
+      ...(this.#site.leftovers?.() ?? []),
     ];
     this.#report(this.#terminal, this.#failure?.message);
     const reason = this.#failure ??

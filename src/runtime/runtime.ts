@@ -2,18 +2,28 @@
  * The entry point: `RingKernel.builder().backend(Backend.Auto).build()` returns a runtime.
  *
  * `Backend.Cuda` runs kernels as persistent CUDA kernels (a device that opens, with NVRTC; else
- * `BackendUnavailableError`). `Auto` stays on the CPU for now — the CUDA backend does not yet run
- * everything the CPU runs (K2K from GPU handlers) — and `runtime.backendNotes` says so. The
- * WebGPU backend is not implemented yet: naming `Backend.WebGpu` throws.
+ * `BackendUnavailableError`). `Backend.WebGpu` runs them in WGSL with emulated persistence on a
+ * WebGPU device (`BackendUnavailableError` when no adapter is found). `Auto` stays on the CPU for
+ * now — the CUDA backend does not yet run everything the CPU runs (K2K from GPU handlers), and a
+ * WebGPU round trip takes milliseconds on adapters that are often software ones — and
+ * `runtime.backendNotes` says so.
  * @module
  */
 
-import { BackendUnavailableError, ErrorCode, ValidationError } from "../core/errors.ts";
+import {
+  BackendUnavailableError,
+  ErrorCode,
+  NoWebGpuError,
+  ValidationError,
+} from "../core/errors.ts";
 import { CpuRuntime } from "../backends/cpu/cpu_runtime.ts";
 import { CudaRuntime, type CudaRuntimeOptions } from "../backends/cuda/cuda_runtime.ts";
+import { WebGpuRuntime, type WebGpuRuntimeOptions } from "../backends/webgpu/webgpu_runtime.ts";
 import { Backend, type KernelRuntime } from "./backend.ts";
 
-const WEBGPU_NOT_IMPLEMENTED = "the WebGPU backend is not implemented in this version";
+const WEBGPU_NOT_AUTO =
+  "not chosen automatically (a WebGPU round trip takes milliseconds, and adapters are often " +
+  "software ones such as lavapipe); ask for Backend.WebGpu";
 const CUDA_NOT_AUTO =
   "not chosen automatically yet (GPU handlers cannot send K2K messages yet); ask for Backend.Cuda";
 
@@ -29,6 +39,7 @@ function cudaReason(e: unknown): string {
 export class RuntimeBuilder {
   #backend: Backend = Backend.Auto;
   #cuda: CudaRuntimeOptions = {};
+  #webgpu: WebGpuRuntimeOptions = {};
 
   /** Chooses the backend (default `Backend.Auto`). */
   backend(backend: Backend): this {
@@ -42,6 +53,15 @@ export class RuntimeBuilder {
   /** Options of the CUDA backend (device ordinal, library paths, module cache folder). */
   cuda(options: CudaRuntimeOptions): this {
     this.#cuda = { ...options };
+    return this;
+  }
+
+  /**
+   * Options of the WebGPU backend: which implementation (`"navigator"`, `"bun-webgpu"`,
+   * `"dawn"`; default: what the runtime has), `powerPreference`, the Dawn library path.
+   */
+  webgpu(options: WebGpuRuntimeOptions): this {
+    this.#webgpu = { ...options };
     return this;
   }
 
@@ -61,13 +81,22 @@ export class RuntimeBuilder {
           throw new BackendUnavailableError("cuda", cudaReason(e));
         }
       case Backend.WebGpu:
-        throw new BackendUnavailableError(this.#backend, WEBGPU_NOT_IMPLEMENTED);
+        try {
+          return await WebGpuRuntime.create(this.#webgpu);
+        } catch (e) {
+          if (e instanceof NoWebGpuError) {
+            throw new BackendUnavailableError("webgpu", e.message);
+          }
+          throw e;
+        }
       case Backend.Auto:
         // Auto stays on the CPU until the CUDA backend runs every definition the CPU runs
         // (K2K from GPU handlers is missing): a program that works must not break on a machine
-        // that happens to have a GPU. Ask for Backend.Cuda to use it.
+        // that happens to have a GPU. WebGPU is never the automatic choice: each round trip
+        // waits for a buffer map (milliseconds), and the adapter a machine without a GPU offers
+        // is a software one. Ask for Backend.Cuda or Backend.WebGpu to use them.
         return await CpuRuntime.create({
-          backendNotes: [`cuda: ${CUDA_NOT_AUTO}`, `webgpu: ${WEBGPU_NOT_IMPLEMENTED}`],
+          backendNotes: [`cuda: ${CUDA_NOT_AUTO}`, `webgpu: ${WEBGPU_NOT_AUTO}`],
         });
     }
   }

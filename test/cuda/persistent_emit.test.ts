@@ -85,11 +85,11 @@ describe("emitPersistent", () => {
       flat,
       /extern "C" __global__ void __launch_bounds__\(32\) rk_persistent_dsl_accumulator\( unsigned char\* region, unsigned int numeric_id,/,
     );
-    // The DSL handler is called, the layout is pinned, K2K sends are counted, not lost.
+    // The DSL handler is called, the layout is pinned, K2K sends are delivered after it returns.
     assert.match(src.code, /rk_dsl_accumulator_handle\(/);
     assert.match(src.code, /static_assert\(sizeof\(RkControlBlock\) == 128u/);
     assert.match(src.code, /__builtin_offsetof\(struct RkQueueHeader, head\) == 256/);
-    assert.match(src.code, /k2k_not_found \+= k\.ctl\[2\]/);
+    assert.match(src.code, /rk_k2k_flush\(k\);/);
     assert.match(src.code, /__threadfence_system\(\)/);
     assert.match(src.code, /__nanosleep/);
     assert.match(src.code, /%%globaltimer/);

@@ -19,11 +19,24 @@
  * unmapped at once, since a host task may still hold a view of one; the handle of an ended
  * kernel reads a copy (`KernelSite.detach`). Both go at shutdown.
  *
- * Not yet on this backend: K2K sends from GPU handlers (`ctx.send` is counted in the kernel's
- * `k2kSent` and `k2kNotFound` words, never delivered and never silent), the heartbeat watchdog
- * (`heartbeatTimeoutMs` is ignored), and supervision (DSL handlers cannot throw). A kernel
- * killed after a terminate timeout keeps its memory until its stream completes; a GPU fault
- * (sticky CUDA error) fails every kernel of the runtime with `KernelFaultError`.
+ * K2K: a handler's `ctx.send` goes straight into the destination kernel's lane in device memory,
+ * with no host hop (`k2k_device.ts`, `k2k_routing.ts`: a device arena allocated with the runtime
+ * holds the route table and every K2K-enabled kernel's lane; the messages a terminate leaves in a
+ * lane are copied back into its report's `returned`). The host broker (`k2kBroker().send`) writes
+ * into the host lanes of a kernel's region, as on the CPU backend.
+ *
+ * Not yet on this backend: supervision (DSL handlers cannot throw).
+ *
+ * Failures. A GPU fault (a handler trapped: a sticky CUDA error such as
+ * `CUDA_ERROR_ILLEGAL_ADDRESS`) loses the whole context, so every kernel of the runtime ends
+ * `Failed` at its poller's next turn (within 5 ms) with a `KernelFailedError` whose `cause` is the
+ * `KernelFaultError` naming the CUDA error; `launch` then throws, and `shutdown` resets the
+ * device's primary context so that a new runtime starts on a fresh one. The heartbeat watchdog
+ * (`heartbeatTimeoutMs`; at least 20 ms on CUDA, see `heartbeat_watch.ts`) runs in the same
+ * poller. A GPU kernel cannot be killed without losing the context, so one killed by its watchdog
+ * or after a terminate or shutdown timeout is asked to terminate and declared `Failed` at once:
+ * its handler runs on until it returns, and its stream and region stay allocated until its
+ * stream completes (a shutdown meanwhile returns and releases the context afterwards).
  * @module
  */
 
@@ -79,6 +92,15 @@ import {
   type TelemetryEventStream,
   type TelemetryListener,
 } from "../../runtime/telemetry.ts";
+import { HeartbeatWatch } from "./heartbeat_watch.ts";
+import { K2K_ROUTE_CLOSE_ENTRY } from "./k2k_device.ts";
+import {
+  DeviceK2k,
+  K2K_DEFAULT_ARENA_BYTES,
+  type K2kAttachment,
+  type K2kUsage,
+} from "./k2k_routing.ts";
+import type { LatencyHistogram } from "../../runtime/histogram.ts";
 import {
   emitPassthroughPersistent,
   emitPersistent,
@@ -112,12 +134,45 @@ export interface CudaRuntimeOptions {
   cache?: boolean;
   /** Notes to report in `backendNotes`. */
   backendNotes?: readonly string[];
+  /**
+   * Compiles kernels with stage timestamps of every batch (device-memory ring, see
+   * `CudaRuntime.trace`): for finding where a round trip's time goes. Off by default.
+   */
+  trace?: boolean;
+  /**
+   * Bytes of device memory for K2K between kernels (route table and lanes), allocated when the
+   * runtime is created: default 64 MiB, enough for ~230 kernels of 1024 × 256-byte slots. A
+   * launch that does not fit throws `CapacityError`.
+   */
+  k2kArenaBytes?: number;
+}
+
+/** One batch's stage times from a traced kernel (ns of `%globaltimer`). */
+export interface CudaBatchTrace {
+  /** Start of the poll that found the batch's input. */
+  readonly poll: number;
+  /** The input lane's sequence words seen ready. */
+  readonly ready: number;
+  /** After the acquire fence that follows the readiness check. */
+  readonly acquired: number;
+  /** The (last) message's envelope loaded and checked. */
+  readonly envelope: number;
+  /** The (last) handler returned and its reply was written. */
+  readonly handled: number;
+  /** Bookkeeping written (state, HLC, counters, histogram), before the release fence. */
+  readonly bookkept: number;
+  /** After the release fence. */
+  readonly fenced: number;
+  /** Tail and heads stored: the replies are visible to the host from here on. */
+  readonly published: number;
 }
 
 interface Entry {
   handle: KernelHandle;
   route: Route;
   k2k: boolean;
+  /** Its device K2K memory and route. */
+  device: K2kAttachment;
   kill(reason: string, cause: KillCause): void;
 }
 
@@ -128,6 +183,10 @@ interface Resources {
   /** True once the stream completed (or the context faulted). */
   finished: boolean;
   freed: boolean;
+  /** A timer of `#release` is pending (one at a time, however often it is called). */
+  waiting: boolean;
+  /** Its device K2K memory and route (freed with the rest once the stream completed). */
+  k2k?: K2kAttachment;
 }
 
 type TimerHandle = ReturnType<typeof setTimeout>;
@@ -139,8 +198,9 @@ function unref(timer: TimerHandle): void {
   } else (timer as { unref?(): void }).unref?.();
 }
 
+/** `e` as a kernel exit's error: the error itself (the handle keeps it as its failure's cause). */
 function describe(e: unknown): { name: string; message: string } {
-  if (e instanceof Error) return { name: e.name, message: e.message };
+  if (e instanceof Error) return e;
   return { name: "Error", message: String(e) };
 }
 
@@ -176,20 +236,28 @@ export class CudaRuntime implements KernelRuntime {
   readonly #dying = new Set<HostAllocation>();
   readonly #clock = new HlcClock(0);
   readonly #broker: K2kBroker;
+  readonly #trace: boolean;
+  readonly #k2k: DeviceK2k;
   #nextNumericId = 1;
   #shutdown = false;
+  /** Set by a shutdown that left a killed kernel running: `#release` closes after its stream. */
+  #closeWhenIdle = false;
+  #deviceClosed = false;
 
   private constructor(
     driver: CudaDriver,
     ctx: CudaContext,
     nvrtc: Nvrtc,
     options: CudaRuntimeOptions,
+    k2k: DeviceK2k,
   ) {
     this.#driver = driver;
     this.#ctx = ctx;
     this.#nvrtc = nvrtc;
+    this.#k2k = k2k;
     this.device = ctx.device;
     this.backendNotes = Object.freeze([...(options.backendNotes ?? [])]);
+    this.#trace = options.trace === true;
     this.#broker = new K2kBroker({
       get: (id) => {
         const e = this.#ledger.kernels.get(id);
@@ -231,7 +299,15 @@ export class CudaRuntime implements KernelRuntime {
           ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
           ...(options.cache === false ? { cache: false } : {}),
         });
-        return Promise.resolve(new CudaRuntime(driver, ctx, nvrtc, options));
+        let k2k: DeviceK2k;
+        try {
+          // Before any kernel runs: allocating (and freeing) device memory waits for the device.
+          k2k = DeviceK2k.create(ctx, options.k2kArenaBytes ?? K2K_DEFAULT_ARENA_BYTES);
+        } catch (e) {
+          nvrtc.close();
+          throw e;
+        }
+        return Promise.resolve(new CudaRuntime(driver, ctx, nvrtc, options, k2k));
       } catch (e) {
         try {
           driver.close();
@@ -322,7 +398,8 @@ export class CudaRuntime implements KernelRuntime {
   #module(src: PersistentSource, id: string): CudaModule {
     let m = this.#modules.get(src.code);
     if (m === undefined) {
-      const compiled = this.#nvrtc.compile(src.code, {
+      const code = this.#trace ? `#define RK_P_TRACE 1\n${src.code}` : src.code;
+      const compiled = this.#nvrtc.compile(code, {
         arch: this.#ctx.device.arch,
         context: `persistent kernel ${id}`,
         name: `${src.entry}.cu`,
@@ -340,7 +417,8 @@ export class CudaRuntime implements KernelRuntime {
     slotSize: number,
   ): Promise<KernelHandle> {
     const src = this.#source(def);
-    const fn = this.#module(src, def.id).getFunction(src.entry);
+    const module = this.#module(src, def.id);
+    const fn = module.getFunction(src.entry);
     const numericId = this.#nextNumericId++;
     const layout = kernelLayout(
       def.state?.size ?? 0,
@@ -357,8 +435,23 @@ export class CudaRuntime implements KernelRuntime {
       this.#poolRegion(region);
       throw e;
     }
-    const res: Resources = { region, stream, finished: false, freed: false };
+    const res: Resources = { region, stream, finished: false, freed: false, waiting: false };
     this.#resources.add(res);
+    let device: K2kAttachment;
+    try {
+      device = this.#k2k.attach({
+        kernelId: def.id,
+        enabled: options.k2k,
+        targets: src.k2kTargets,
+        capacity: layout.inputCapacity,
+        slotSize: layout.slotSize,
+      });
+      res.k2k = device;
+      this.#k2k.setCloser(device, module.getFunction(K2K_ROUTE_CLOSE_ENTRY));
+    } catch (e) {
+      this.#release(res);
+      throw e;
+    }
     const mem = KernelMemory.format(region.buffer, layout, numericId);
     if (def.state !== undefined && def.initialState !== undefined) {
       def.state.encodeInto(def.initialState, mem.buffer, layout.state);
@@ -383,6 +476,7 @@ export class CudaRuntime implements KernelRuntime {
           slotSize: layout.slotSize,
           batchMax: Math.max(1, Math.min(schedulingFor(options.priority).batchSize, 256)),
           hostMs0: Date.now(),
+          k2k: device.args,
         }),
       );
     } catch (e) {
@@ -411,8 +505,9 @@ export class CudaRuntime implements KernelRuntime {
         done = ctx.queryStream(stream);
       } catch (e) {
         res.finished = true;
-        const fault = kernelFaultFrom(e, def.id);
-        settleExit({ kind: "died", error: describe(fault ?? e) });
+        // A sticky error ends every kernel of the context: each poller sees it on its next turn.
+        // The KernelFaultError itself travels on (the handle's KernelFailedError has it as cause).
+        settleExit({ kind: "died", error: kernelFaultFrom(e, def.id) ?? describe(e) });
         return;
       }
       if (done) {
@@ -434,8 +529,32 @@ export class CudaRuntime implements KernelRuntime {
         lastState = s;
         pollMs = EXIT_POLL_MIN_MS;
       } else pollMs = Math.min(EXIT_POLL_MAX_MS, pollMs * 2);
+      const silent = watch?.check(performance.now());
+      if (silent !== undefined) {
+        kill(silent, "watchdog");
+        return;
+      }
       unref(setTimeout(poll, pollMs));
     };
+
+    // A GPU kernel cannot be killed without losing the context (and every other kernel in it):
+    // ask it to stop (leaving its input) and settle now. A handler stuck in a loop keeps running
+    // until it returns; its stream and region stay allocated until the stream completes
+    // (`#release`), and one that never completes keeps the context until the process exits.
+    const kill = (reason: string, cause: KillCause): void => {
+      Atomics.store(mem.words, KernelWord.terminateMode, 0);
+      mem.cb.requestTerminate();
+      // Senders must stop delivering into a lane nobody may read again.
+      try {
+        this.#k2k.closeRoute(device);
+      } catch {
+        // A fault: the lane went with the context.
+      }
+      const name = cause === "watchdog" ? "HeartbeatTimeout" : "Killed";
+      settleExit({ kind: "died", error: { name, message: reason }, cause });
+    };
+    // The heartbeat watchdog runs in the exit poller (every <= EXIT_POLL_MAX_MS).
+    let watch: HeartbeatWatch | undefined;
 
     // Ready: the kernel stored Launched (or ended first).
     const deadline = performance.now() + READY_TIMEOUT_MS;
@@ -462,10 +581,15 @@ export class CudaRuntime implements KernelRuntime {
           mem.cb.requestTerminate();
         }
         this.#release(res);
-        throw new KernelFailedError(def.id, `persistent kernel did not start: ${failed.message}`);
+        throw new KernelFailedError(def.id, `persistent kernel did not start: ${failed.message}`, {
+          cause: failed,
+        });
       }
       await new Promise((r) => setTimeout(r, wait));
       wait = Math.min(EXIT_POLL_MAX_MS, wait * 2);
+    }
+    if (options.heartbeatTimeoutMs !== undefined) {
+      watch = new HeartbeatWatch(options.heartbeatTimeoutMs, () => mem.cb, performance.now());
     }
     poll();
 
@@ -477,14 +601,6 @@ export class CudaRuntime implements KernelRuntime {
       layout,
     };
     const route = new Route(routeInit);
-    const kill = (reason: string, cause: KillCause): void => {
-      // A GPU kernel cannot be killed without losing the context: ask it to stop (leaving its
-      // input) and settle now; its memory is freed once its stream completes.
-      Atomics.store(mem.words, KernelWord.terminateMode, 0);
-      mem.cb.requestTerminate();
-      const name = cause === "watchdog" ? "HeartbeatTimeout" : "Killed";
-      settleExit({ kind: "died", error: { name, message: reason }, cause });
-    };
     const handle = new KernelHandle(def, options, {
       mem,
       route: routeInit,
@@ -498,6 +614,7 @@ export class CudaRuntime implements KernelRuntime {
         this.#retire(def.id);
         this.#release(res);
       },
+      leftovers: () => this.#k2k.leftovers(device),
       onFailure: (error, cause) => this.#ledger.emitFailure({ kernelId: def.id, error, cause }),
       onStateChange: (from, to, reason) => {
         this.#ledger.events.emit({
@@ -510,7 +627,7 @@ export class CudaRuntime implements KernelRuntime {
       },
       kill,
     }, this.#clock);
-    this.#ledger.kernels.set(def.id, { handle, route, k2k: options.k2k, kill });
+    this.#ledger.kernels.set(def.id, { handle, route, k2k: options.k2k, device, kill });
     if (options.autoActivate) await handle.activate();
     return handle;
   }
@@ -530,18 +647,28 @@ export class CudaRuntime implements KernelRuntime {
       }
     }
     if (!res.finished && ctx.faulted === undefined) {
-      unref(setTimeout(() => this.#release(res), EXIT_POLL_MAX_MS));
+      if (!res.waiting) {
+        res.waiting = true;
+        unref(setTimeout(() => {
+          res.waiting = false;
+          this.#release(res);
+        }, EXIT_POLL_MAX_MS));
+      }
       return;
     }
     res.freed = true;
     this.#resources.delete(res);
-    if (ctx.faulted !== undefined) return; // closing the context frees them
-    try {
-      ctx.destroyStream(res.stream);
-    } catch {
-      // A fault between the check and here: the context owns it now.
+    if (res.k2k !== undefined) this.#k2k.release(res.k2k);
+    // A faulted context frees them when it is closed (reset).
+    if (ctx.faulted === undefined) {
+      try {
+        ctx.destroyStream(res.stream);
+      } catch {
+        // A fault between the check and here: the context owns it now.
+      }
+      this.#poolRegion(res.region);
     }
-    this.#poolRegion(res.region);
+    if (this.#closeWhenIdle && this.#resources.size === 0) this.#closeDevice();
   }
 
   /** A region of `bytes` bytes: a pooled one of that size, else a new allocation. */
@@ -578,6 +705,46 @@ export class CudaRuntime implements KernelRuntime {
 
   #retire(id: string): void {
     this.#ledger.retire(id);
+  }
+
+  /**
+   * The last batches' stage times of kernels of `definition` (a runtime created with
+   * `trace: true`), oldest first, up to 4096; `[]` when not traced or not launched. Kernels of
+   * one definition share a module, so their batches interleave.
+   */
+  trace<I extends FieldsSpec, O extends FieldsSpec, S extends FieldsSpec>(
+    definition: KernelDefinition<I, O, S> | string,
+  ): CudaBatchTrace[] {
+    this.#checkOpen();
+    if (!this.#trace) return [];
+    const def = typeof definition === "string"
+      ? passthroughKernel(definition)
+      : definition as unknown as KernelDefinition;
+    const m = this.#modules.get(this.#source(def).code);
+    if (m === undefined) return [];
+    const stages = 8;
+    const records = 4096;
+    const count = new BigUint64Array(1);
+    this.#ctx.copyDtoH(count, m.getGlobal("rk_trace_count").ptr);
+    const all = new BigUint64Array(records * stages);
+    this.#ctx.copyDtoH(all, m.getGlobal("rk_trace").ptr);
+    const n = Number(count[0]);
+    const out: CudaBatchTrace[] = [];
+    for (let i = Math.max(0, n - records); i < n; i++) {
+      const r = (i % records) * stages;
+      const t = (s: number): number => Number(all[r + s]);
+      out.push({
+        poll: t(0),
+        ready: t(1),
+        acquired: t(7),
+        envelope: t(2),
+        handled: t(3),
+        bookkept: t(4),
+        fenced: t(5),
+        published: t(6),
+      });
+    }
+    return out;
   }
 
   /** The running kernel `id`, or undefined. */
@@ -627,10 +794,30 @@ export class CudaRuntime implements KernelRuntime {
   }
 
   /**
+   * A copy of the delivery-latency histogram of running kernel `id`'s device K2K lane: for each
+   * message another kernel's `ctx.send` put there, the time from its publication to the moment
+   * this kernel took it (`%globaltimer` ns, both on the GPU). Undefined when `id` is not running
+   * or was launched with K2K off.
+   */
+  k2kDeliveryLatency(id: string): LatencyHistogram | undefined {
+    this.#checkOpen();
+    const e = this.#ledger.kernels.get(id);
+    return e === undefined ? undefined : this.#k2k.histogram(e.device);
+  }
+
+  /** Device K2K memory in use (arena pieces, route slots): for leak checks. */
+  k2kUsage(): K2kUsage {
+    return this.#k2k.usage();
+  }
+
+  /**
    * Terminates every kernel (queued messages are returned unless `drain`), gives up on any that
-   * does not stop within `timeoutMs`, then unloads the modules and releases the context and the
-   * driver. A kernel still running then (a handler that never returns) keeps the context: it is
-   * left to the process's exit rather than waited for. A second call throws `InvalidStateError`.
+   * does not stop within `timeoutMs` (it is asked to stop and declared `Failed`), then unloads
+   * the modules and releases the context and the driver. It never waits for the GPU beyond
+   * that: a killed kernel still running then (a handler busy or stuck in a loop) keeps the
+   * context until its stream completes, which releases it then, on unref'd timers (never, for a
+   * handler that never returns: the process's exit ends it). A second call throws
+   * `InvalidStateError`.
    */
   async shutdown(options: ShutdownOptions = {}): Promise<Record<string, TerminateReport>> {
     if (this.#shutdown) {
@@ -669,22 +856,33 @@ export class CudaRuntime implements KernelRuntime {
       for (const r of [...this.#resources]) this.#release(r);
       if (this.#resources.size > 0) await new Promise((r) => setTimeout(r, 5));
     }
-    if (this.#resources.size === 0 || this.#ctx.faulted !== undefined) {
-      this.#modules.clear();
-      this.#pool.length = 0;
-      this.#dying.clear();
-      try {
-        this.#ctx.close();
-      } catch {
-        // A faulted context still releases; nothing more to free.
-      }
-      this.#nvrtc.close();
-      try {
-        this.#driver.close();
-      } catch {
-        // As above.
-      }
-    }
+    if (this.#resources.size === 0 || this.#ctx.faulted !== undefined) this.#closeDevice();
+    else this.#closeWhenIdle = true;
     return reports;
+  }
+
+  /**
+   * Unloads the modules and releases the context (a faulted one is reset, see
+   * `CudaContext.close`), NVRTC and the driver. Once.
+   */
+  #closeDevice(): void {
+    if (this.#deviceClosed) return;
+    this.#deviceClosed = true;
+    this.#closeWhenIdle = false;
+    this.#modules.clear();
+    this.#pool.length = 0;
+    this.#dying.clear();
+    this.#k2k.dispose();
+    try {
+      this.#ctx.close();
+    } catch {
+      // A faulted context still releases; nothing more to free.
+    }
+    this.#nvrtc.close();
+    try {
+      this.#driver.close();
+    } catch {
+      // As above.
+    }
   }
 }

@@ -40,8 +40,10 @@
  * The state struct lives in shared memory while the kernel runs (read once at launch, written
  * back to the region before each batch's replies are published), so handlers touch no PCIe.
  *
- * K2K sends (`ctx.send`) are not delivered by the GPU yet: each is counted in the runtime words
- * `k2kSent` and `k2kNotFound` (never dropped silently), exactly as a send to an unknown kernel.
+ * K2K (`ctx.send`) goes from kernel to kernel through device-memory lanes, with no host hop
+ * (`k2k_device.ts`: routing table, send protocol, receive batches, linger, close on terminate);
+ * each send is counted once in the runtime words `k2kSent` = `k2kDelivered` + `k2kQueueFull` +
+ * `k2kNotFound`.
  *
  * Launch: 1 block × 32 threads (one warp: every lane runs the loop, lane 0 handles).
  * @module
@@ -54,6 +56,16 @@ import { queueHeaderC } from "../../core/queue_layout.ts";
 import type { IrKernel } from "../../dsl/ir.ts";
 import { emitCuda } from "../../dsl/cuda.ts";
 import { C_PRELUDE } from "../../core/schema_codegen.ts";
+import {
+  K2K_NO_SENDS,
+  K2K_NONE,
+  K2K_PARAMS,
+  type K2kArgs,
+  k2kDeclarations,
+  k2kDefinitions,
+  k2kLaunchArgs,
+  type K2kSpec,
+} from "./k2k_device.ts";
 import {
   EMPTY_REPLY_TYPE_ID,
   ERROR_REPLY_TYPE_ID,
@@ -89,6 +101,7 @@ export const PERSISTENT_PARAMS: readonly PersistentParam[] = [
   { name: "slot", type: "u32" },
   { name: "batch_max", type: "u32" },
   { name: "host_ms0", type: "u64" },
+  ...K2K_PARAMS,
 ];
 
 /** Values of {@linkcode PERSISTENT_PARAMS} for one launch. */
@@ -117,6 +130,8 @@ export interface PersistentArgs {
   readonly batchMax: number;
   /** `Date.now()` at launch: the HLC's physical time origin. */
   readonly hostMs0: number;
+  /** K2K memory and route (`DeviceK2k.attach`); absent: unreachable, every send `NotFound`. */
+  readonly k2k?: K2kArgs;
 }
 
 /** What {@linkcode emitPersistent} returns. */
@@ -139,6 +154,8 @@ export interface PersistentSource {
   readonly stateSize: number;
   /** Whether the state is kept in shared memory (else used in place in the region). */
   readonly stateInShared: boolean;
+  /** Destination ids of `ctx.send`, by outbox record index (the K2K route table's targets). */
+  readonly k2kTargets: readonly string[];
 }
 
 /** Packs {@linkcode PersistentArgs} in {@linkcode PERSISTENT_PARAMS} order for `CudaContext.launch`. */
@@ -158,6 +175,7 @@ export function persistentLaunchArgs(
     { u32: a.slotSize },
     { u32: a.batchMax },
     { u64: BigInt(Math.floor(a.hostMs0)) },
+    ...k2kLaunchArgs(a.k2k ?? K2K_NONE),
   ];
 }
 
@@ -197,6 +215,8 @@ interface LoopSpec {
   readonly outputTypeId: number;
   readonly outputSize: number;
   readonly stateSize: number;
+  /** Send targets and outbox stride (K2K). */
+  readonly k2k: K2kSpec;
 }
 
 /**
@@ -229,6 +249,14 @@ export function emitPersistent(ir: IrKernel, kernelId: string = ir.name): Persis
     outputTypeId: h.output?.typeId ?? 0,
     outputSize: h.output?.size ?? 0,
     stateSize: h.state?.size ?? 0,
+    k2k: {
+      targets: abi.sendTargets.map((t) => ({
+        dest: t.dest,
+        typeId: t.typeId,
+        payloadBytes: t.payloadBytes,
+      })),
+      outboxStride: abi.outboxStride,
+    },
   };
   const code = [p.prelude, layoutStructs(), p.structs, p.ctx, p.functions, p.handlerFunction]
     .filter((s) => s !== "").join("\n") + "\n" + loopSource(spec);
@@ -248,6 +276,7 @@ export function emitPassthroughPersistent(kernelId: string): PersistentSource {
     outputTypeId: 0,
     outputSize: 0,
     stateSize: 0,
+    k2k: K2K_NO_SENDS,
   };
   const code = C_PRELUDE + layoutStructs() + "\n" + loopSource(spec);
   return result(spec, code);
@@ -264,6 +293,7 @@ function result(spec: LoopSpec, code: string): PersistentSource {
     outputSize: spec.outputSize,
     stateSize: spec.stateSize,
     stateInShared: spec.stateSize <= SHARED_STATE_LIMIT,
+    k2kTargets: spec.k2k.targets.map((t) => t.dest),
   };
 }
 
@@ -330,8 +360,6 @@ function loopSource(s: LoopSpec): string {
 #define RK_P_STATE_VECS ${stateVecs}u
 #define RK_P_STATE_SHARED ${stateShared ? 1 : 0}
 #define RK_P_W_SLEEPING ${W.sleeping}u
-#define RK_P_W_K2K_SENT ${W.k2kSent}u
-#define RK_P_W_K2K_NOT_FOUND ${W.k2kNotFound}u
 #define RK_P_W_TERMINATE_MODE ${W.terminateMode}u
 #define RK_P_W_CORRUPT ${W.corrupt}u
 #define RK_P_WORDS_OFFSET 128u
@@ -484,6 +512,7 @@ __device__ unsigned int rk_out_room(rk_out& o, unsigned int want) {
   return free_slots < want ? free_slots : want;
 }
 
+${k2kDeclarations(s.k2k)}
 struct rk_kernel {
   unsigned char* region;
   volatile RkControlBlock* cb;
@@ -504,8 +533,7 @@ struct rk_kernel {
   unsigned int seq;
   unsigned int errors;
   unsigned int corrupt;
-  unsigned int k2k_sent;
-  unsigned int k2k_not_found;
+  rk_k2k k2k; // K2K: routes, device lane, counters (k2k_device.ts)
   unsigned long long hist_count;
   double hist_min;
   double hist_max;
@@ -513,7 +541,7 @@ struct rk_kernel {
   unsigned long long* hist_buckets; // shared memory
   unsigned char* state; // shared memory copy (or the region's state when too large)
   unsigned int* ctl; // the handler's control words (shared memory: it uses atomicAdd on [2])
-  unsigned int* outbox; // the handler's outbox (capacity 0: never written)
+  unsigned int* outbox; // the handler's K2K send records (shared, RK_K2K_OUTBOX_CAP of them)
   unsigned int state_offset;
   unsigned int beat;
 };
@@ -797,10 +825,7 @@ __device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* ful
   const unsigned int n = rk_take(k, k.high, th, lane) + rk_take(k, k.normal, tn, lane);
   if (n == 0u) return 0u;
   if (lane != 0u) return n;
-  if (k.k2k_sent != 0u) {
-    rk_st(&k.words[RK_P_W_K2K_SENT], k.k2k_sent);
-    rk_st(&k.words[RK_P_W_K2K_NOT_FOUND], k.k2k_not_found);
-  }
+  rk_k2k_words(k);
   rk_write_back_state(k);
   rk_st64(&k.cb->hlc, k.hlc);
   // The heads go last: every read of the slots they release has completed (values are used).
@@ -830,6 +855,7 @@ __device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* ful
   return n;
 }
 
+${k2kDefinitions(s.k2k)}
 // One poll (the whole warp): the commands word (lane 0) and the sequence words of 32 tickets of
 // each lane, three coalesced loads in flight together: one PCIe round trip. Every lane gets the
 // same values.
@@ -837,6 +863,7 @@ struct rk_polled {
   unsigned int cmd;
   unsigned int high;
   unsigned int normal;
+  unsigned int k2k; // ready in the device K2K lane
 };
 __device__ __forceinline__ rk_polled rk_poll(rk_kernel& k, unsigned int lane) {
   const unsigned int hh = __shfl_sync(RK_P_FULL, k.high.head, 0);
@@ -844,10 +871,12 @@ __device__ __forceinline__ rk_polled rk_poll(rk_kernel& k, unsigned int lane) {
   const unsigned int cmd = lane == 0u ? k.cb->commands : 0u;
   const unsigned int hs = k.high.seq[(hh + lane) & k.high.mask];
   const unsigned int ns = k.normal.seq[(nh + lane) & k.normal.mask];
+  const unsigned int ks = rk_k2k_seq(k, lane); // device memory: in flight with the PCIe loads
   rk_polled p;
   p.cmd = __shfl_sync(RK_P_FULL, cmd, 0);
   p.high = rk_ready_count(hs, hh, lane);
   p.normal = rk_ready_count(ns, nh, lane);
+  p.k2k = rk_k2k_ready(k, ks, lane);
   return p;
 }
 
@@ -866,7 +895,7 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
   const unsigned int lane = threadIdx.x & 31u;
   __shared__ unsigned long long rk_hist_buckets[RK_P_HIST_BUCKETS];
   __shared__ unsigned int rk_ctl[8];
-  __shared__ unsigned int rk_outbox[4];
+  __shared__ unsigned int rk_outbox[RK_K2K_OUTBOX_WORDS];
 #if RK_P_STATE_SHARED
   __shared__ rk_u4 rk_state_sh[RK_P_STATE_VECS];
 #endif
@@ -895,8 +924,6 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
   k.seq = k.cb->seq;
   k.errors = k.cb->error_count;
   k.corrupt = k.words[RK_P_W_CORRUPT];
-  k.k2k_sent = 0u;
-  k.k2k_not_found = 0u;
   k.hist_count = 0ull;
   k.hist_min = 0.0;
   k.hist_max = 0.0;
@@ -904,6 +931,9 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
   k.hist_buckets = rk_hist_buckets;
   k.ctl = rk_ctl;
   k.outbox = rk_outbox;
+  // Before Launched is reported: a kernel is reachable by K2K once launch() returned.
+  rk_k2k_open(k, lane, k2k_routes, (const unsigned int*)k2k_targets, k2k_lane,
+              (unsigned long long*)k2k_stamps, k2k_hist, k2k_self, k2k_gen, k2k_cap, k2k_flags);
 #if RK_P_STATE_SHARED
   if (lane == 0u) {
     for (unsigned int v = 0u; v < RK_P_STATE_VECS; ++v) {
@@ -926,6 +956,7 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
   unsigned int sleep_ns = 0u;
   for (;;) {
     if (lane == 0u) RK_TRACE(0);
+    rk_k2k_linger(k, state, batch_max, lane);
     const rk_polled p = rk_poll(k, lane);
     const unsigned int cmd = p.cmd;
     if (cmd != 0u) {
@@ -946,7 +977,9 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
     }
     if (state == RK_STATE_ACTIVE) {
       bool full = false;
-      if (rk_batch(k, batch_max, &full, p.high, p.normal, lane) > 0u) {
+      const unsigned int taken = rk_batch(k, batch_max, &full, p.high, p.normal, lane) +
+                                 rk_k2k_batch(k, batch_max, p.k2k, &full, lane);
+      if (taken > 0u) {
         idle = 0u;
         sleep_ns = 0u;
         continue;
@@ -962,7 +995,9 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
     }
     if (sleep_ns != 0u) __nanosleep(sleep_ns);
   }
-  // Terminate: drain (host's terminateMode 1) or leave the input for the host to return.
+  // Terminate: close the K2K route (senders get NotFound; those inside are waited out), then
+  // drain (host's terminateMode 1) or leave the input, host lanes and K2K lane, to be returned.
+  rk_k2k_close(k, lane);
   if (lane == 0u) rk_set_state(k, RK_STATE_TERMINATING);
   const unsigned int mode = __shfl_sync(RK_P_FULL, lane == 0u ? k.words[RK_P_W_TERMINATE_MODE] : 0u, 0);
   if (mode == 1u) {
@@ -970,7 +1005,9 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
     for (;;) {
       bool full = false;
       const rk_polled p = rk_poll(k, lane);
-      if (rk_batch(k, batch_max, &full, p.high, p.normal, lane) > 0u) {
+      if (rk_batch(k, batch_max, &full, p.high, p.normal, lane) +
+              rk_k2k_batch(k, batch_max, p.k2k, &full, lane) >
+          0u) {
         stalled_since = 0ull;
         continue;
       }
@@ -1013,11 +1050,11 @@ function handlerCallSource(s: LoopSpec, stateShared: boolean): string {
   return `  {
     // The DSL handler: message from the local copy, state from the ${stateNote}, reply into a
     // local value; control words 3/4 carry the HLC word (ctx.now() ticks it), [5] the node id,
-    // [1] = 0 outbox capacity so every ctx.send is only counted in [2].
+    // [1] the outbox capacity, [2] counts ctx.send calls (delivered by rk_k2k_flush after).
     ${outDecl}
     unsigned int rk_replied = 0u;
     k.ctl[0] = 1u;
-    k.ctl[1] = 0u;
+    k.ctl[1] = RK_K2K_OUTBOX_CAP;
     k.ctl[2] = 0u;
     k.ctl[3] = (unsigned int)k.hlc;
     k.ctl[4] = (unsigned int)(k.hlc >> 32);
@@ -1032,11 +1069,7 @@ function handlerCallSource(s: LoopSpec, stateShared: boolean): string {
         ${stateArg}, rk_c);
     const unsigned long long rk_w = ((unsigned long long)k.ctl[4] << 32) | k.ctl[3];
     if (rk_w > k.hlc) k.hlc = rk_w;
-    if (k.ctl[2] != 0u) {
-      // K2K from the GPU is not delivered yet: counted as sent and not found, never silent.
-      k.k2k_sent += k.ctl[2];
-      k.k2k_not_found += k.ctl[2];
-    }
+    rk_k2k_flush(k);
     ${outputReply}if (request) {
       rk_u4 buf[4];
       rk_reply_header(k, (unsigned int*)buf, w, RK_P_EMPTY_REPLY, 0u, 0u);

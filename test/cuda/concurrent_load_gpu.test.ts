@@ -1,0 +1,54 @@
+/**
+ * A kernel definition launched for the first time while another persistent kernel runs: its
+ * module is compiled and loaded (`cuModuleLoadData`, `cuModuleGetFunction`) with the GPU busy.
+ * CUDA's lazy loading (the default since 12.2) may make a kernel's load wait for the context to
+ * idle, which a persistent kernel never does: then this test hangs inside a synchronous driver
+ * call, and `scripts/test_gpu.mjs` kills it and reports the file failed. Its own file for that
+ * reason. Skips, saying why, where no CUDA device or NVRTC is available.
+ */
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CudaRuntime } from "../../src/backends/cuda/cuda_runtime.ts";
+import { LaunchOptions } from "../../src/runtime/launch_options.ts";
+import { cudaRuntimeSkip } from "./gpu_available.ts";
+import { cellWriter, Poke, Spin, spinner } from "./gpu_kernels.ts";
+
+const skip = cudaRuntimeSkip();
+if (skip) console.log(`concurrent_load_gpu.test: skipping: ${skip}`);
+
+const cacheDir = mkdtempSync(join(tmpdir(), "rk-cuda-load-"));
+after(() => rmSync(cacheDir, { recursive: true, force: true }));
+
+const opts = () => LaunchOptions.default().withQueueCapacity(256);
+
+describe("kernel modules loaded while kernels run", { skip }, () => {
+  it("new definitions launch and answer while earlier kernels keep running", {
+    timeout: 60_000,
+  }, async () => {
+    const rt = await CudaRuntime.create({ cacheDir });
+    try {
+      const first = await rt.launch(cellWriter("running_first"), opts());
+      const t0 = performance.now();
+      const second = await rt.launch(cellWriter("loaded_second"), opts());
+      const third = await rt.launch(spinner("loaded_third"), opts());
+      const loadMs = performance.now() - t0;
+      assert.deepEqual(
+        await first.request(Poke.of({ index: 0, value: 1 }), { timeoutMs: 5000 }),
+        { first: 1, sum: 1 },
+      );
+      assert.deepEqual(
+        await second.request(Poke.of({ index: 1, value: 2 }), { timeoutMs: 5000 }),
+        { first: 0, sum: 2 },
+      );
+      assert.equal((await third.request(Spin.of({ n: 3, x0: 0 }), { timeoutMs: 5000 }))?.n, 3);
+      console.log(
+        `cuda: two modules compiled and loaded beside a running kernel in ${loadMs.toFixed(0)} ms`,
+      );
+    } finally {
+      await rt.shutdown();
+    }
+  });
+});
