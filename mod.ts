@@ -106,7 +106,7 @@ export { EMPTY_REPLY_TYPE_ID, ERROR_REPLY_TYPE_ID } from "./src/runtime/kernel_m
 export { CpuRuntime } from "./src/backends/cpu/cpu_runtime.ts";
 export type { CpuRuntimeOptions } from "./src/backends/cpu/cpu_runtime.ts";
 export { CudaRuntime } from "./src/backends/cuda/cuda_runtime.ts";
-export type { CudaRuntimeOptions } from "./src/backends/cuda/cuda_runtime.ts";
+export type { CudaBatchTrace, CudaRuntimeOptions } from "./src/backends/cuda/cuda_runtime.ts";
 export {
   emitPassthroughPersistent,
   emitPersistent,

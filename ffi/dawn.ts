@@ -389,7 +389,7 @@ export class DawnGpu {
     readonly deviceEvent: ForeignCallback;
   };
   /** Devices by handle address, for the device-lost and uncaptured-error callbacks. */
-  readonly devices = new Map<bigint, WeakRef<DawnDevice>>();
+  readonly devices: Map<bigint, WeakRef<DawnDevice>> = new Map();
 
   /** Creates the Dawn instance (with timed waits enabled) on `lib`. */
   constructor(lib: DawnLibrary, spinMicros: number) {

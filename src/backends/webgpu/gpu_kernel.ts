@@ -427,12 +427,24 @@ export class GpuKernel {
     const meta = this.#metaStage;
     const payload = this.#payloadStage;
     const slot = this.#slotBytes;
-    q.writeBuffer(this.gpu.inMeta, first * metaBytes, meta.buffer, 0, run1 * metaBytes);
-    q.writeBuffer(this.gpu.msgs, first * slot, payload.buffer, 0, run1 * slot);
+    q.writeBuffer(
+      this.gpu.inMeta,
+      first * metaBytes,
+      meta.buffer as ArrayBuffer,
+      0,
+      run1 * metaBytes,
+    );
+    q.writeBuffer(this.gpu.msgs, first * slot, payload.buffer as ArrayBuffer, 0, run1 * slot);
     if (run1 < n) {
       const rest = n - run1;
-      q.writeBuffer(this.gpu.inMeta, 0, meta.buffer, run1 * metaBytes, rest * metaBytes);
-      q.writeBuffer(this.gpu.msgs, 0, payload.buffer, run1 * slot, rest * slot);
+      q.writeBuffer(
+        this.gpu.inMeta,
+        0,
+        meta.buffer as ArrayBuffer,
+        run1 * metaBytes,
+        rest * metaBytes,
+      );
+      q.writeBuffer(this.gpu.msgs, 0, payload.buffer as ArrayBuffer, run1 * slot, rest * slot);
     }
     this.ringTail = (this.ringTail + n) >>> 0;
   }
