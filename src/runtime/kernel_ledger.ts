@@ -5,9 +5,9 @@
  * @module
  */
 
-import type { KernelFailureEvent } from "./backend.ts";
+import type { KernelFailureEvent, ShutdownOptions } from "./backend.ts";
 import type { K2kBroker, K2kCounters } from "./k2k.ts";
-import type { KernelHandle } from "./kernel_handle.ts";
+import type { KernelHandle, KillCause, TerminateReport } from "./kernel_handle.ts";
 import { KernelWord } from "./kernel_memory.ts";
 import {
   type KernelMetrics,
@@ -24,6 +24,12 @@ export interface LedgerEntry {
   readonly handle: KernelHandle;
   /** Its routing entry (the runtime words hold its K2K counters). */
   readonly route: { readonly mem: { readonly words: Int32Array } };
+}
+
+/** An entry the runtime can give up on (see {@linkcode KernelLedger.terminateAll}). */
+export interface KillableEntry extends LedgerEntry {
+  /** Stops the kernel however its backend can, settling its exit with `cause`. */
+  kill(reason: string, cause: KillCause): void;
 }
 
 /** Running kernels, retired totals, failure listeners and lifecycle events of one runtime. */
@@ -48,6 +54,44 @@ export class KernelLedger<E extends LedgerEntry> {
     this.#retired.kernels[m.state] = (this.#retired.kernels[m.state] ?? 0) + 1;
     addK2k(this.#retiredK2k, k2kOf(e));
     return e;
+  }
+
+  /**
+   * Shutdown's first step, the same on every backend: terminates every running kernel (queued
+   * messages returned unless `drain`), kills any that does not stop within `timeoutMs` (default
+   * 5000), and resolves once every kernel has settled, with the reports of those that stopped.
+   */
+  async terminateAll(
+    this: KernelLedger<E & KillableEntry>,
+    options: ShutdownOptions,
+  ): Promise<Record<string, TerminateReport>> {
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const reports: Record<string, TerminateReport> = {};
+    await Promise.all([...this.kernels.values()].map(async (e) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          e.kill(`did not stop within ${timeoutMs} ms of shutdown`, "killed");
+          resolve();
+        }, timeoutMs);
+      });
+      try {
+        const stop = e.handle.terminate({ drain: options.drain ?? false }).then(
+          (r) => {
+            reports[e.handle.id] = r;
+          },
+          () => e.handle.settled,
+        );
+        await Promise.race([stop, deadline]);
+        await e.handle.settled;
+      } catch {
+        // terminate() refused (the kernel was already ending): wait for it to settle.
+        await e.handle.settled;
+      } finally {
+        clearTimeout(timer);
+      }
+    }));
+    return reports;
   }
 
   /** Tells every failure listener; a listener that throws does not stop the others. */

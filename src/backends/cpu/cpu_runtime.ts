@@ -462,32 +462,7 @@ export class CpuRuntime implements KernelRuntime {
   async shutdown(options: ShutdownOptions = {}): Promise<Record<string, TerminateReport>> {
     this.#checkOpen();
     this.#shutdown = true;
-    const timeoutMs = options.timeoutMs ?? 5000;
-    const reports: Record<string, TerminateReport> = {};
-    await Promise.all([...this.#ledger.kernels.values()].map(async (e) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const deadline = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          e.kill(`did not stop within ${timeoutMs} ms of shutdown`, "killed");
-          resolve();
-        }, timeoutMs);
-      });
-      try {
-        const stop = e.handle.terminate({ drain: options.drain ?? false }).then(
-          (r) => {
-            reports[e.handle.id] = r;
-          },
-          () => e.handle.settled,
-        );
-        await Promise.race([stop, deadline]);
-        await e.handle.settled;
-      } catch {
-        // terminate() refused (the kernel was already ending): wait for it below.
-        await e.handle.settled;
-      } finally {
-        clearTimeout(timer);
-      }
-    }));
+    const reports = await this.#ledger.terminateAll(options);
     this.#stopWatchdog();
     // Every kernel has settled, so its last transition is in; streams end after yielding it.
     this.#ledger.close();

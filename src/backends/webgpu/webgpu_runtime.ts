@@ -498,31 +498,7 @@ export class WebGpuRuntime implements KernelRuntime {
       throw new InvalidStateError(ErrorCode.InvalidState, "the runtime has been shut down");
     }
     this.#shutdown = true;
-    const timeoutMs = options.timeoutMs ?? 5000;
-    const reports: Record<string, TerminateReport> = {};
-    await Promise.all([...this.#ledger.kernels.values()].map(async (e) => {
-      let timer: TimerHandle | undefined;
-      const deadline = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          e.kill(`did not stop within ${timeoutMs} ms of shutdown`, "killed");
-          resolve();
-        }, timeoutMs);
-      });
-      try {
-        const stop = e.handle.terminate({ drain: options.drain ?? false }).then(
-          (r) => {
-            reports[e.handle.id] = r;
-          },
-          () => e.handle.settled,
-        );
-        await Promise.race([stop, deadline]);
-        await e.handle.settled;
-      } catch {
-        await e.handle.settled;
-      } finally {
-        clearTimeout(timer);
-      }
-    }));
+    const reports = await this.#ledger.terminateAll(options);
     this.#ledger.close();
     await this.#pump.close();
     this.#pump.destroy();
