@@ -1,46 +1,73 @@
 // 64-byte messages per second through a WebGPU kernel (Backend.WebGpu: the runtime's rounds of
 // dispatches), against the same definition on the CPU backend in the same run. `benchSummer`
 // (sixteen f32 summed, a running count in state), windows of WINDOW messages by `sendMany`, each
-// window's outputs by `receiveMany` before the next.
+// window's outputs by `receiveMany` before the next (`runWindows`, bench/windowed.ts); after the
+// run the kernel's count must equal the messages sent (`countMismatch` says what differs if not).
 //
 //   deno run -A bench/webgpu_runtime.ts     bun bench/webgpu_runtime.ts
-//   (RINGKERNEL_WEBGPU=dawn for the Dawn binding; RINGKERNEL_RESULTS_DIR for the JSON's folder)
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+//   (RINGKERNEL_WEBGPU=dawn for the Dawn binding; RINGKERNEL_RESULTS_DIR for the JSON's folder;
+//   RINGKERNEL_BENCH_MESSAGES for the count, rounded up to whole windows)
+// Writes bench/results/webgpu-runtime-<device>-<runtime>.json (or into $RINGKERNEL_RESULTS_DIR).
 import process from "node:process";
-import { Backend, BackendUnavailableError, LaunchOptions, RingKernel } from "../mod.ts";
+import {
+  Backend,
+  BackendUnavailableError,
+  LaunchOptions,
+  RingKernel,
+  WebGpuRuntime,
+} from "../mod.ts";
 import { benchSummer, Samples } from "./kernels.ts";
 import { runtimeInfo } from "./harness.ts";
+import { deviceSlug, writeBenchJson } from "./webgpu_latency.ts";
+import { countMismatch, runWindows, windowsFor } from "./windowed.ts";
 
 const WINDOW = 1024;
-const MESSAGES = Number(process.env.RINGKERNEL_BENCH_MESSAGES ?? 200_000);
+const WARMUP_WINDOWS = 4;
+// Whole windows: RINGKERNEL_BENCH_MESSAGES is rounded up to a multiple of WINDOW (200,000 → 196
+// windows, 200,704 messages), and every figure below uses the number actually sent.
+const WINDOWS = windowsFor(Number(process.env.RINGKERNEL_BENCH_MESSAGES ?? 200_000), WINDOW);
 
-async function throughput(backend: Backend): Promise<{ perSecond: number; notes: string[] }> {
+/** What one backend's run measured. */
+interface Throughput {
+  perSecond: number;
+  /** Messages sent in the timed run (whole windows). */
+  messages: number;
+  /** The WebGPU adapter's name; the CPU model for the CPU backend. */
+  device: string;
+  notes: string[];
+}
+
+async function throughput(
+  backend: Backend,
+): Promise<Throughput> {
   const rt = await RingKernel.builder().backend(backend).build();
   try {
     const k = await rt.launch(benchSummer, LaunchOptions.default().withQueueCapacity(WINDOW));
     const msg = Samples.of({ values: Array.from({ length: 16 }, (_, i) => i + 0.5) });
     const window = Array.from({ length: WINDOW }, () => msg);
-    const run = async (count: number): Promise<number> => {
-      const t0 = performance.now();
-      for (let done = 0; done < count; done += WINDOW) {
-        const sent = await k.sendMany(window);
-        if (sent !== WINDOW) throw new Error(`sendMany accepted ${sent}`);
-        for (let got = 0; got < WINDOW;) got += (await k.receiveMany(WINDOW - got)).length;
-      }
-      return performance.now() - t0;
+    const warm = await runWindows(k, window, WARMUP_WINDOWS);
+    const { sent, ms } = await runWindows(k, window, WINDOWS);
+    // Read right after the last window's outputs, as a caller would.
+    const mismatch = countMismatch(
+      k,
+      warm.sent + sent,
+      rt instanceof WebGpuRuntime
+        ? { pumpStats: () => rt.pumpStats(), takeDeadLetters: () => rt.takeDeadLetters() }
+        : {},
+    );
+    if (mismatch !== undefined) throw new Error(`${backend}: ${mismatch}`);
+    return {
+      perSecond: sent / (ms / 1000),
+      messages: sent,
+      device: rt instanceof WebGpuRuntime ? rt.adapterInfo.name : runtimeInfo().cpu,
+      notes: [...rt.backendNotes],
     };
-    await run(WINDOW * 4);
-    const ms = await run(MESSAGES);
-    const count = k.readState()?.count;
-    if (count !== MESSAGES + WINDOW * 4) throw new Error(`${backend}: summer counted ${count}`);
-    return { perSecond: MESSAGES / (ms / 1000), notes: [...rt.backendNotes] };
   } finally {
     await rt.shutdown();
   }
 }
 
-let webgpu: { perSecond: number; notes: string[] };
+let webgpu: Throughput;
 try {
   webgpu = await throughput(Backend.WebGpu);
 } catch (e) {
@@ -51,7 +78,8 @@ try {
 const cpu = await throughput(Backend.Cpu);
 const info = runtimeInfo();
 const figures = {
-  messages: MESSAGES,
+  device: webgpu.device,
+  messages: webgpu.messages,
   window: WINDOW,
   implementation: process.env.RINGKERNEL_WEBGPU ?? "default",
   webgpuMessagesPerSecond: Math.round(webgpu.perSecond),
@@ -65,11 +93,10 @@ console.log(
     } M/s ` +
     `(${figures.webgpuVsCpu}×)`,
 );
-const dir = process.env.RINGKERNEL_RESULTS_DIR ?? new URL("./results/", import.meta.url).pathname;
-mkdirSync(dir, { recursive: true });
-const path = join(dir, `webgpu-runtime-${info.runtime}.json`);
-writeFileSync(
-  path,
-  JSON.stringify({ benchmark: "webgpu-runtime", ...info, figures }, null, 2) + "\n",
+console.log(
+  writeBenchJson(`webgpu-runtime-${deviceSlug(webgpu.device)}-${info.runtime}.json`, {
+    benchmark: "webgpu-runtime",
+    ...info,
+    figures,
+  }),
 );
-console.log(path);
