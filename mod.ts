@@ -107,6 +107,7 @@ export { CpuRuntime } from "./src/backends/cpu/cpu_runtime.ts";
 export type { CpuRuntimeOptions } from "./src/backends/cpu/cpu_runtime.ts";
 export { CudaRuntime } from "./src/backends/cuda/cuda_runtime.ts";
 export type { CudaBatchTrace, CudaRuntimeOptions } from "./src/backends/cuda/cuda_runtime.ts";
+export type { QuietStats } from "./src/backends/cuda/device_quiet.ts";
 export {
   emitPassthroughPersistent,
   emitPersistent,

@@ -33,6 +33,7 @@
  */
 
 import {
+  BackendUnavailableError,
   CudaError,
   ErrorCode,
   InvalidStateError,
@@ -137,6 +138,44 @@ function preferEagerModuleLoading(): void {
 }
 
 /**
+ * The symbols, or with `RINGKERNEL_CUDA_TRACE=1` in the environment a copy whose every call first
+ * writes its name to stderr (synchronously): a call that hangs in the driver is then the last
+ * line printed, the one thing a blocked event loop cannot report otherwise.
+ */
+function traced(fn: ForeignSymbols<CudaSymbols>): ForeignSymbols<CudaSymbols> {
+  const g = globalThis as {
+    Deno?: { env: { get(k: string): string | undefined } };
+    process?: { env: Record<string, string | undefined>; stderr: { fd?: number } };
+  };
+  let on: string | undefined;
+  try {
+    on = g.Deno !== undefined ? g.Deno.env.get("RINGKERNEL_CUDA_TRACE") : g.process?.env
+      .RINGKERNEL_CUDA_TRACE;
+  } catch {
+    on = undefined;
+  }
+  if (on !== "1") return fn;
+  const encoder = new TextEncoder();
+  const write = (line: string): void => {
+    const bytes = encoder.encode(line);
+    const d = globalThis as {
+      Deno?: { stderr: { writeSync(b: Uint8Array): number } };
+      Bun?: { stderr: unknown };
+    };
+    if (d.Deno !== undefined) d.Deno.stderr.writeSync(bytes);
+    else console.error(line.trimEnd());
+  };
+  const out: Record<string, unknown> = {};
+  for (const [name, f] of Object.entries(fn)) {
+    out[name] = typeof f !== "function" ? f : (...args: unknown[]) => {
+      write(`[cuda] ${name}\n`);
+      return (f as (...a: unknown[]) => unknown)(...args);
+    };
+  }
+  return out as ForeignSymbols<CudaSymbols>;
+}
+
+/**
  * The loaded driver library. One per process is enough; contexts made from it share it.
  */
 export class CudaDriver {
@@ -153,7 +192,7 @@ export class CudaDriver {
 
   private constructor(library: ForeignLibrary<CudaSymbols>, source: LibraryCandidate) {
     this.library = library;
-    this.fn = library.symbols;
+    this.fn = traced(library.symbols);
     this.source = source;
     const v = outI32();
     this.check("cuDriverGetVersion", this.fn.cuDriverGetVersion(v));
@@ -486,10 +525,19 @@ export class CudaContext {
     this.device = device;
     this.#fn = driver.fn;
     this.#onClose = onClose;
-    this.#check(
-      "cuDevicePrimaryCtxRetain",
-      this.#fn.cuDevicePrimaryCtxRetain(this.#out, device.handle),
-    );
+    const retained = this.#fn.cuDevicePrimaryCtxRetain(this.#out, device.handle);
+    if (STICKY_CUDA_ERRORS.has(retained)) {
+      // Measured on the H100: after a kernel trapped, neither releasing every retain nor
+      // cuDevicePrimaryCtxReset gives a working context again; the driver documents these errors
+      // as leaving the process inconsistent until it is restarted.
+      const { name } = errorText(this.#fn, retained);
+      throw new BackendUnavailableError(
+        "cuda",
+        `this process's CUDA state was lost to ${name} (a kernel trapped earlier); the driver ` +
+          `cannot be used again in this process: start a new process`,
+      );
+    }
+    this.#check("cuDevicePrimaryCtxRetain", retained);
     this.handle = this.#out[0];
     try {
       this.ensureCurrent();

@@ -56,9 +56,14 @@ export const KernelCommand = {
   Deactivate: 2,
   /** Finish and exit. */
   Terminate: 4,
+  /**
+   * Leave the loop with everything in memory, to be launched again and go on where it was. Only
+   * the CUDA backend sets it: around driver calls that wait for the device to go idle.
+   */
+  Park: 8,
 } as const;
 /** Mask of every defined command bit. */
-export const ALL_KERNEL_COMMANDS = 7;
+export const ALL_KERNEL_COMMANDS = 15;
 
 /**
  * Numeric error codes a kernel stores in `lastError` (offset 20). 0 means none; codes at or above
@@ -380,6 +385,16 @@ export class ControlBlock {
   /** Asks the kernel to finish and exit. */
   requestTerminate(): void {
     this.#command(KernelCommand.Terminate);
+  }
+
+  /** Asks the kernel to park (CUDA: see {@linkcode KernelCommand.Park}). */
+  requestPark(): void {
+    this.#command(KernelCommand.Park);
+  }
+
+  /** Takes back a Park command the kernel has not taken yet. */
+  cancelPark(): void {
+    Atomics.and(this.#u32, W.commands, ~KernelCommand.Park);
   }
 
   #command(bit: number): void {

@@ -61,6 +61,12 @@ export const KernelWord = {
   senders: 9,
   /** Messages dropped because their checksum did not match (also counted in `dropped`). */
   corrupt: 10,
+  /**
+   * CUDA: 1 once the persistent kernel left its loop on a Park command (its state, counters and
+   * queues all in memory); the host sets 2 before launching it again, and the kernel then goes
+   * on in the state it left and clears the word.
+   */
+  parked: 11,
 } as const;
 
 /**

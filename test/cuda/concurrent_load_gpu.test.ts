@@ -51,4 +51,48 @@ describe("kernel modules loaded while kernels run", { skip }, () => {
       await rt.shutdown();
     }
   });
+
+  it(
+    "a parked kernel goes on with its state, counters, histogram and HLC; nothing sent meanwhile is lost",
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const rt = await CudaRuntime.create({ cacheDir });
+      try {
+        const k = await rt.launch(cellWriter("parked_and_resumed"), opts());
+        for (let i = 1; i <= 5; i++) await k.request(Poke.of({ index: 0, value: i }));
+        const before = k.metrics();
+        assert.equal(before.processed, 5);
+        assert.equal(before.latency.count, 5);
+        // Requests in flight while two modules are loaded (each parks and relaunches k).
+        const inFlight = Array.from(
+          { length: 200 },
+          (_, i) => k.request(Poke.of({ index: 1 + (i % 3), value: i }), { timeoutMs: 20_000 }),
+        );
+        const t0 = performance.now();
+        await rt.launch(cellWriter(`parked_loader_${Date.now()}`), opts());
+        await rt.launch(spinner(`parked_loader_spin_${Date.now()}`), opts());
+        const parkMs = performance.now() - t0;
+        const replies = await Promise.all(inFlight);
+        assert.equal(replies.length, 200);
+        for (const r of replies) assert.equal(r?.first, 5, "cells[0] kept across the parks");
+        const after = k.metrics();
+        assert.equal(after.processed, 205, "processed counts on from before the parks");
+        assert.equal(after.latency.count, 205, "the histogram counts on");
+        assert.equal(after.state, "active");
+        assert.deepEqual([...(k.readState()?.cells ?? [])], [5, 198, 199, 197]);
+        const q = rt.quietStats();
+        assert.ok(q.sections >= 2 && q.parks >= 2, JSON.stringify(q));
+        console.log(
+          `cuda: 2 modules compiled and loaded with a busy kernel parked and relaunched in ` +
+            `${parkMs.toFixed(0)} ms; last section: park ${q.lastParkMs.toFixed(2)} ms, ` +
+            `cuModuleLoadData ${q.lastCallMs.toFixed(2)} ms, whole ${q.lastSectionMs.toFixed(2)} ` +
+            `ms (longest park ${q.maxParkMs.toFixed(2)} ms)`,
+        );
+      } finally {
+        await rt.shutdown();
+      }
+    },
+  );
 });

@@ -93,6 +93,12 @@ import {
   type TelemetryListener,
 } from "../../runtime/telemetry.ts";
 import { HeartbeatWatch } from "./heartbeat_watch.ts";
+import {
+  DEFAULT_PARK_TIMEOUT_MS,
+  DeviceQuiet,
+  type Parkable,
+  type QuietStats,
+} from "./device_quiet.ts";
 import { K2K_ROUTE_CLOSE_ENTRY } from "./k2k_device.ts";
 import {
   DeviceK2k,
@@ -145,6 +151,13 @@ export interface CudaRuntimeOptions {
    * launch that does not fit throws `CapacityError`.
    */
   k2kArenaBytes?: number;
+  /**
+   * Loading a module and freeing memory wait for the device to go idle, so the runtime parks
+   * every persistent kernel of the context around them (see `device_quiet.ts`). A kernel whose
+   * handler has not returned within this many ms makes the call fail with `TimeoutError` rather
+   * than hang (default 10,000).
+   */
+  parkTimeoutMs?: number;
 }
 
 /** One batch's stage times from a traced kernel (ns of `%globaltimer`). */
@@ -187,6 +200,8 @@ interface Resources {
   waiting: boolean;
   /** Its device K2K memory and route (freed with the rest once the stream completed). */
   k2k?: K2kAttachment;
+  /** Its entry in the context's quiet sections (until the stream completed). */
+  parkable?: Parkable;
 }
 
 type TimerHandle = ReturnType<typeof setTimeout>;
@@ -238,6 +253,8 @@ export class CudaRuntime implements KernelRuntime {
   readonly #broker: K2kBroker;
   readonly #trace: boolean;
   readonly #k2k: DeviceK2k;
+  readonly #quiet: DeviceQuiet;
+  readonly #parkTimeoutMs: number;
   #nextNumericId = 1;
   #shutdown = false;
   /** Set by a shutdown that left a killed kernel running: `#release` closes after its stream. */
@@ -255,6 +272,8 @@ export class CudaRuntime implements KernelRuntime {
     this.#ctx = ctx;
     this.#nvrtc = nvrtc;
     this.#k2k = k2k;
+    this.#quiet = DeviceQuiet.acquire(ctx);
+    this.#parkTimeoutMs = options.parkTimeoutMs ?? DEFAULT_PARK_TIMEOUT_MS;
     this.device = ctx.device;
     this.backendNotes = Object.freeze([...(options.backendNotes ?? [])]);
     this.#trace = options.trace === true;
@@ -383,7 +402,8 @@ export class CudaRuntime implements KernelRuntime {
     }
     this.#launching.add(def.id);
     try {
-      return await this.#start(def, options, slotSize);
+      // No quiet section may park the context's kernels between this launch and its registration.
+      return await this.#quiet.exclusive(() => this.#start(def, options, slotSize));
     } finally {
       this.#launching.delete(def.id);
     }
@@ -395,7 +415,8 @@ export class CudaRuntime implements KernelRuntime {
     return emitPersistent(checkKernel(def), def.id);
   }
 
-  #module(src: PersistentSource, id: string): CudaModule {
+  /** The loaded module of `src` (compiled and loaded, with the context's kernels parked, once). */
+  async #module(src: PersistentSource, id: string): Promise<CudaModule> {
     let m = this.#modules.get(src.code);
     if (m === undefined) {
       const code = this.#trace ? `#define RK_P_TRACE 1\n${src.code}` : src.code;
@@ -405,7 +426,12 @@ export class CudaRuntime implements KernelRuntime {
         name: `${src.entry}.cu`,
         options: ["--std=c++17"],
       });
-      m = this.#ctx.loadModule(compiled.image);
+      const ctx = this.#ctx;
+      m = await this.#quiet.quietly(
+        `loading the module of kernel ${id}`,
+        () => ctx.loadModule(compiled.image),
+        this.#parkTimeoutMs,
+      );
       this.#modules.set(src.code, m);
     }
     return m;
@@ -417,7 +443,7 @@ export class CudaRuntime implements KernelRuntime {
     slotSize: number,
   ): Promise<KernelHandle> {
     const src = this.#source(def);
-    const module = this.#module(src, def.id);
+    const module = await this.#module(src, def.id);
     const fn = module.getFunction(src.entry);
     const numericId = this.#nextNumericId++;
     const layout = kernelLayout(
@@ -456,7 +482,7 @@ export class CudaRuntime implements KernelRuntime {
     if (def.state !== undefined && def.initialState !== undefined) {
       def.state.encodeInto(def.initialState, mem.buffer, layout.state);
     }
-    try {
+    const launchOnStream = (): void =>
       ctx.launch(
         fn,
         1,
@@ -479,6 +505,8 @@ export class CudaRuntime implements KernelRuntime {
           k2k: device.args,
         }),
       );
+    try {
+      launchOnStream();
     } catch (e) {
       this.#release(res);
       throw e;
@@ -495,6 +523,34 @@ export class CudaRuntime implements KernelRuntime {
         }
       };
     });
+    // Quiet sections park it and launch it again on the same stream and region.
+    const parkedWord = (): number => Atomics.load(mem.words, KernelWord.parked);
+    const parkable: Parkable = {
+      id: def.id,
+      requestPark: () => mem.cb.requestPark(),
+      cancelPark: () => mem.cb.cancelPark(),
+      parkState: () => {
+        let done: boolean;
+        try {
+          done = res.finished || ctx.queryStream(stream);
+        } catch {
+          return "ended";
+        }
+        if (!done) return "running";
+        return parkedWord() === 1 && !exited ? "parked" : "ended";
+      },
+      resume: () => {
+        Atomics.store(mem.words, KernelWord.parked, 2);
+        launchOnStream();
+        // Parked time is no silence of the handler's.
+        if (options.heartbeatTimeoutMs !== undefined) {
+          watch = new HeartbeatWatch(options.heartbeatTimeoutMs, () => mem.cb, performance.now());
+        }
+      },
+    };
+    res.parkable = parkable;
+    this.#quiet.add(parkable);
+
     // Polls the stream (a fault, or the kernel returned) and the control block.
     let pollMs = EXIT_POLL_MIN_MS;
     let lastState = -1;
@@ -503,6 +559,13 @@ export class CudaRuntime implements KernelRuntime {
       let done: boolean;
       try {
         done = ctx.queryStream(stream);
+        // Parked by a quiet section, which launches it again; or by one that gave up on waiting
+        // for it but whose Park it took anyway: launch it again here.
+        if (done && parkedWord() === 1) {
+          if (!this.#quiet.isQuiet) parkable.resume();
+          unref(setTimeout(poll, EXIT_POLL_MIN_MS));
+          return;
+        }
       } catch (e) {
         res.finished = true;
         // A sticky error ends every kernel of the context: each poller sees it on its next turn.
@@ -658,6 +721,7 @@ export class CudaRuntime implements KernelRuntime {
     }
     res.freed = true;
     this.#resources.delete(res);
+    if (res.parkable !== undefined) this.#quiet.delete(res.parkable);
     if (res.k2k !== undefined) this.#k2k.release(res.k2k);
     // A faulted context frees them when it is closed (reset).
     if (ctx.faulted === undefined) {
@@ -668,7 +732,7 @@ export class CudaRuntime implements KernelRuntime {
       }
       this.#poolRegion(res.region);
     }
-    if (this.#closeWhenIdle && this.#resources.size === 0) this.#closeDevice();
+    if (this.#closeWhenIdle && this.#resources.size === 0) void this.#closeDevice();
   }
 
   /** A region of `bytes` bytes: a pooled one of that size, else a new allocation. */
@@ -695,12 +759,19 @@ export class CudaRuntime implements KernelRuntime {
   }
 
   #freeRegion(region: HostAllocation): void {
-    if (!this.#dying.delete(region) || this.#ctx.faulted !== undefined) return;
-    try {
-      this.#ctx.freeHost(region);
-    } catch {
-      // The context closed or faulted meanwhile: it frees its memory itself.
-    }
+    if (!this.#dying.has(region) || this.#ctx.faulted !== undefined) return;
+    const ctx = this.#ctx;
+    // cuMemFreeHost waits for the device to go idle: with the context's kernels parked.
+    void this.#quiet.exclusive(() =>
+      this.#quiet.quietly("freeing a kernel region", () => {
+        if (!this.#dying.delete(region) || ctx.isClosed || ctx.faulted !== undefined) return;
+        ctx.freeHost(region);
+      }, this.#parkTimeoutMs)
+    ).catch(() => {
+      // A handler kept the device busy (retried later), or the context closed or faulted
+      // meanwhile (it frees its memory itself).
+      if (this.#dying.has(region)) unref(setTimeout(() => this.#freeRegion(region), FREE_GRACE_MS));
+    });
   }
 
   #retire(id: string): void {
@@ -805,6 +876,14 @@ export class CudaRuntime implements KernelRuntime {
     return e === undefined ? undefined : this.#k2k.histogram(e.device);
   }
 
+  /**
+   * What parking the context's kernels around module loads and frees has cost so far, for every
+   * runtime of this process on this device (see `device_quiet.ts`).
+   */
+  quietStats(): QuietStats {
+    return this.#quiet.stats;
+  }
+
   /** Device K2K memory in use (arena pieces, route slots): for leak checks. */
   k2kUsage(): K2kUsage {
     return this.#k2k.usage();
@@ -832,7 +911,7 @@ export class CudaRuntime implements KernelRuntime {
       for (const r of [...this.#resources]) this.#release(r);
       if (this.#resources.size > 0) await new Promise((r) => setTimeout(r, 5));
     }
-    if (this.#resources.size === 0 || this.#ctx.faulted !== undefined) this.#closeDevice();
+    if (this.#resources.size === 0 || this.#ctx.faulted !== undefined) await this.#closeDevice();
     else this.#closeWhenIdle = true;
     return reports;
   }
@@ -841,19 +920,41 @@ export class CudaRuntime implements KernelRuntime {
    * Unloads the modules and releases the context (a faulted one is reset, see
    * `CudaContext.close`), NVRTC and the driver. Once.
    */
-  #closeDevice(): void {
+  async #closeDevice(): Promise<void> {
     if (this.#deviceClosed) return;
     this.#deviceClosed = true;
     this.#closeWhenIdle = false;
     this.#modules.clear();
     this.#pool.length = 0;
     this.#dying.clear();
-    this.#k2k.dispose();
+    await this.#freeDevice();
+  }
+
+  /**
+   * Frees the K2K arena and the context's memory and modules, and releases it, NVRTC and the
+   * driver. Unloading modules and freeing memory wait for the device to go idle, and other
+   * runtimes of the process share the context: their kernels are parked meanwhile. If one of
+   * their handlers keeps the device busy past the park timeout, it tries again later, on an
+   * unref'd timer, rather than hang.
+   */
+  async #freeDevice(): Promise<void> {
+    const free = (): void => {
+      this.#k2k.dispose();
+      try {
+        this.#ctx.close();
+      } catch {
+        // A faulted context still releases; nothing more to free.
+      }
+    };
     try {
-      this.#ctx.close();
+      await this.#quiet.exclusive(() =>
+        this.#quiet.quietly("closing a CUDA runtime", free, this.#parkTimeoutMs)
+      );
     } catch {
-      // A faulted context still releases; nothing more to free.
+      unref(setTimeout(() => void this.#freeDevice(), FREE_GRACE_MS));
+      return;
     }
+    this.#quiet.release();
     this.#nvrtc.close();
     try {
       this.#driver.close();

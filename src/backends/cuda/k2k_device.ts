@@ -600,18 +600,27 @@ __device__ void rk_k2k_open(rk_kernel& k, unsigned int lane, unsigned char* rout
   d.self = self;
   d.gen = gen;
   d.flags = flags;
-  d.sent = 0u;
-  d.delivered = 0u;
-  d.queue_full = 0u;
-  d.not_found = 0u;
+  // Counters and the histogram's running figures carry on from memory: zero after a launch, what
+  // the kernel left when it parked (see rk_park) after a relaunch.
+  d.sent = k.words[RK_K2K_W_SENT];
+  d.delivered = k.words[RK_K2K_W_DELIVERED];
+  d.queue_full = k.words[RK_K2K_W_QUEUE_FULL];
+  d.not_found = k.words[RK_K2K_W_NOT_FOUND];
   d.dirty = 0u;
-  d.msg_seq = 0u;
+  d.msg_seq = d.sent;
   d.last_rx = 0ull;
   d.wait_left = 0ull;
   d.h_count = 0ull;
   d.h_min = 0.0;
   d.h_max = 0.0;
   d.h_sum = 0.0;
+  if (hist != nullptr) {
+    const volatile double* f = (const volatile double*)hist;
+    d.h_min = f[0];
+    d.h_max = f[1];
+    d.h_sum = f[2];
+    d.h_count = *(const volatile unsigned long long*)(hist + 24u);
+  }
   for (unsigned int t = 0u; t < RK_K2K_DEST_SLOTS; ++t) d.dest[t].gen = 0u;
   d.lane.q = nullptr;
   d.lane.head = 0u;

@@ -362,6 +362,7 @@ function loopSource(s: LoopSpec): string {
 #define RK_P_W_SLEEPING ${W.sleeping}u
 #define RK_P_W_TERMINATE_MODE ${W.terminateMode}u
 #define RK_P_W_CORRUPT ${W.corrupt}u
+#define RK_P_W_PARKED ${W.parked}u
 #define RK_P_WORDS_OFFSET 128u
 #define RK_P_HIST_BUCKETS ${hist.bucketCount}u
 #define RK_P_SPIN_ITERS 64u
@@ -886,6 +887,18 @@ __device__ __forceinline__ void rk_set_state(rk_kernel& k, unsigned int s) {
   __threadfence_system();
 }
 
+// Publishes what lane 0 keeps locally (every batch already did; this makes it certain), then
+// marks the kernel parked. The K2K route stays open: messages sent meanwhile wait in the lane.
+__device__ void rk_park(rk_kernel& k) {
+  rk_k2k_words(k);
+  rk_write_back_state(k);
+  rk_st64(&k.cb->hlc, k.hlc);
+  rk_flush_counters(k);
+  __threadfence_system();
+  rk_st(&k.words[RK_P_W_PARKED], 1u);
+  __threadfence_system();
+}
+
 extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
     ${params}) {
   // One warp is launched: every lane runs the loop (the reads of host memory are the warp's, see
@@ -899,9 +912,6 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
 #if RK_P_STATE_SHARED
   __shared__ rk_u4 rk_state_sh[RK_P_STATE_VECS];
 #endif
-  if (lane == 0u) {
-    for (unsigned int b = 0u; b < RK_P_HIST_BUCKETS; ++b) rk_hist_buckets[b] = 0ull;
-  }
   rk_kernel k;
   k.region = region;
   k.cb = (volatile RkControlBlock*)region;
@@ -917,17 +927,27 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
   k.g0 = rk_gtime();
   k.ms0 = host_ms0;
   k.hlc = k.cb->hlc;
-  k.processed = 0ull;
-  k.dropped = 0ull;
+  // Counters, histogram and state carry on from the region: zero after a launch, what the
+  // kernel left there when it parked (rk_park) after a relaunch.
+  k.processed = k.cb->processed;
+  k.dropped = k.cb->dropped;
   k.pending_processed = 0ull;
   k.pending_dropped = 0ull;
   k.seq = k.cb->seq;
   k.errors = k.cb->error_count;
   k.corrupt = k.words[RK_P_W_CORRUPT];
-  k.hist_count = 0ull;
-  k.hist_min = 0.0;
-  k.hist_max = 0.0;
-  k.hist_sum = 0.0;
+  {
+    const volatile double* f = (const volatile double*)k.hist;
+    k.hist_min = f[0];
+    k.hist_max = f[1];
+    k.hist_sum = f[2];
+    k.hist_count = *(const volatile unsigned long long*)(k.hist + 24u);
+  }
+  if (lane == 0u) {
+    for (unsigned int b = 0u; b < RK_P_HIST_BUCKETS; ++b) {
+      rk_hist_buckets[b] = *(const volatile unsigned long long*)(k.hist + 32u + 8u * b);
+    }
+  }
   k.hist_buckets = rk_hist_buckets;
   k.ctl = rk_ctl;
   k.outbox = rk_outbox;
@@ -944,14 +964,18 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
 #else
   k.state = region + off_state;
 #endif
+  // Relaunched after parking (the host set the word to 2): go on in the state it left.
+  const unsigned int resumed = __shfl_sync(
+      RK_P_FULL, lane == 0u && k.words[RK_P_W_PARKED] == 2u ? k.cb->state : 0u, 0);
   if (lane == 0u) {
     // The GPU never parks on the doorbell: producers must not wait for a wake-up it cannot hear.
     rk_st(&k.words[RK_P_W_SLEEPING], 0u);
-    rk_set_state(k, RK_STATE_LAUNCHED);
+    if (resumed != 0u) rk_st(&k.words[RK_P_W_PARKED], 0u);
+    else rk_set_state(k, RK_STATE_LAUNCHED);
   }
   __syncwarp();
   // Every lane computes the same control flow from values lane 0 broadcasts (rk_poll, rk_batch).
-  unsigned int state = RK_STATE_LAUNCHED;
+  unsigned int state = resumed != 0u ? resumed : RK_STATE_LAUNCHED;
   unsigned int idle = 0u;
   unsigned int sleep_ns = 0u;
   for (;;) {
@@ -971,6 +995,13 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
       if (next != state) {
         state = next;
         if (lane == 0u) rk_set_state(k, state);
+      }
+      if ((cmd & RK_CMD_PARK) != 0u) {
+        // Leave everything in memory and return, to be launched again: the host parks every
+        // kernel of the context around a driver call that waits for the device to go idle
+        // (loading or unloading a module, freeing memory), which a running kernel never lets.
+        if (lane == 0u) rk_park(k);
+        return;
       }
       idle = 0u;
       sleep_ns = 0u;
