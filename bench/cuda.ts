@@ -20,6 +20,7 @@ import { LaunchOptions } from "../src/runtime/launch_options.ts";
 import { AddValue, dslAccumulator } from "../test/dsl/corpus.ts";
 import { benchSummer, Samples } from "./kernels.ts";
 import { percentile, runtimeInfo } from "./harness.ts";
+import { countMismatch, runWindows, windowsFor } from "./windowed.ts";
 
 const ECHO = `extern "C" __global__ void rk_echo(const unsigned int* in, unsigned int* out) {
   unsigned int i = threadIdx.x;
@@ -105,24 +106,18 @@ export async function messageThroughput(
 ): Promise<{ persistent: number; launchPerWindow: number }> {
   const rt = await CudaRuntime.create();
   let persistent: number;
+  let sent: number;
   try {
     const k = await rt.launch(benchSummer, LaunchOptions.default());
     const msg = Samples.of({ values: Array.from({ length: 16 }, (_, i) => i + 0.5) });
     const window = Array.from({ length: WINDOW }, () => msg);
-    const run = async (count: number): Promise<number> => {
-      const t0 = performance.now();
-      for (let done = 0; done < count; done += WINDOW) {
-        const sent = await k.sendMany(window);
-        if (sent !== WINDOW) throw new Error(`sendMany accepted ${sent}`);
-        for (let got = 0; got < WINDOW;) got += (await k.receiveMany(WINDOW - got)).length;
-      }
-      return performance.now() - t0;
-    };
-    await run(WINDOW * 20);
-    const ms = await run(messages);
-    const count = k.readState()?.count;
-    if (count !== messages + WINDOW * 20) throw new Error(`summer counted ${count}`);
-    persistent = messages / (ms / 1000);
+    const warm = await runWindows(k, window, 20);
+    // Whole windows only: `sent` is what the kernel must have counted.
+    const run = await runWindows(k, window, windowsFor(messages, WINDOW));
+    const mismatch = countMismatch(k, warm.sent + run.sent);
+    if (mismatch !== undefined) throw new Error(mismatch);
+    sent = run.sent;
+    persistent = run.sent / (run.ms / 1000);
   } finally {
     await rt.shutdown();
   }
@@ -138,7 +133,7 @@ export async function messageThroughput(
     const dout = ctx.alloc(WINDOW * 4);
     const hin = new Float32Array(WINDOW * 16).map((_, i) => (i % 16) + 0.5);
     const hout = new Float32Array(WINDOW);
-    const windows = messages / WINDOW;
+    const windows = sent / WINDOW;
     const t0 = performance.now();
     for (let w = 0; w < windows; w++) {
       ctx.copyHtoD(din, hin);
@@ -147,7 +142,7 @@ export async function messageThroughput(
     }
     const ms = performance.now() - t0;
     if (hout[0] !== 128) throw new Error(`sum16 gave ${hout[0]}`);
-    return { persistent, launchPerWindow: messages / (ms / 1000) };
+    return { persistent, launchPerWindow: sent / (ms / 1000) };
   } finally {
     ctx.close();
     nvrtc.close();

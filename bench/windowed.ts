@@ -1,7 +1,7 @@
 /**
- * The send/receive loop of bench/webgpu_runtime.ts and its count check, in a module of their own
- * so that test/webgpu/windows.test.ts runs exactly what the benchmark runs (the benchmark's
- * module does its work on import).
+ * The send/receive loop of bench/webgpu_runtime.ts and bench/cuda.ts and its count check, in a
+ * module of their own so that test/webgpu/windows.test.ts runs exactly what the benchmarks run
+ * (a benchmark's module does its work on import).
  *
  * The loop sends whole windows only. Its first version compared the kernel's count with the
  * number of messages asked for, 200,000, which is not a multiple of the 1,024-message window: it

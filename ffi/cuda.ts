@@ -45,6 +45,7 @@ import {
   cString,
   type ForeignLibrary,
   type ForeignSymbols,
+  openLibrary,
   outF32,
   outI32,
   outU64,
@@ -126,14 +127,35 @@ function preferEagerModuleLoading(): void {
     Deno?: { env: { get(k: string): string | undefined; set(k: string, v: string): void } };
     process?: { env: Record<string, string | undefined> };
   };
+  let chosen: string | undefined;
   try {
-    if (g.Deno !== undefined) {
-      if (g.Deno.env.get(MODULE_LOADING) === undefined) g.Deno.env.set(MODULE_LOADING, "EAGER");
-    } else if (g.process !== undefined && g.process.env[MODULE_LOADING] === undefined) {
-      g.process.env[MODULE_LOADING] = "EAGER";
+    chosen = g.Deno !== undefined ? g.Deno.env.get(MODULE_LOADING) : g.process?.env[MODULE_LOADING];
+  } catch {
+    return; // No permission to read the environment: lazy loading it is (see the note above).
+  }
+  if (chosen !== undefined) return;
+  // The driver reads the C environment; Bun's process.env does not write to it (measured on the
+  // H100: the hang above came back under Bun), so setenv(3) it is, with the JS view kept equal.
+  try {
+    const libc = openLibrary(
+      "libc.so.6",
+      {
+        setenv: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
+      } as const,
+    );
+    try {
+      libc.symbols.setenv(cString(MODULE_LOADING), cString("EAGER"), 0);
+    } finally {
+      libc.close();
     }
   } catch {
-    // No permission to set the environment: lazy loading it is (see the note above).
+    // No libc.so.6 (not glibc Linux): the runtime's own setter below is all there is.
+  }
+  try {
+    if (g.Deno !== undefined) g.Deno.env.set(MODULE_LOADING, "EAGER");
+    else if (g.process !== undefined) g.process.env[MODULE_LOADING] = "EAGER";
+  } catch {
+    // As above.
   }
 }
 
@@ -185,6 +207,18 @@ export class CudaDriver {
   readonly fn: ForeignSymbols<CudaSymbols>;
   /** Where the library was found. */
   readonly source: LibraryCandidate;
+  /**
+   * How the driver loads modules (`cuModuleGetLoadingMode`): "eager" unless the user chose lazy;
+   * undefined on drivers without the call.
+   */
+  get moduleLoading(): "eager" | "lazy" | undefined {
+    const get = this.fn.cuModuleGetLoadingMode;
+    if (get === null) return undefined;
+    const mode = outI32();
+    this.check("cuModuleGetLoadingMode", get(mode));
+    return mode[0] === 1 ? "eager" : "lazy";
+  }
+
   /** `cuDriverGetVersion`, e.g. 13000 for CUDA 13.0. */
   readonly version: number;
   #contexts = new Set<CudaContext>();

@@ -107,6 +107,8 @@ export const CUDA_SYMBOLS = {
   cuMemsetD8_v2: { parameters: ["u64", "u8", "usize"], result: "i32" },
 
   // Modules and launch
+  /** CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode* mode): 1 eager, 2 lazy (CUDA 11.7+) */
+  cuModuleGetLoadingMode: { parameters: ["buffer"], result: "i32", optional: true },
   /** CUresult cuModuleLoadData(CUmodule* module, const void* image) */
   cuModuleLoadData: { parameters: ["buffer", "buffer"], result: "i32" },
   /** CUresult cuModuleUnload(CUmodule hmod) */

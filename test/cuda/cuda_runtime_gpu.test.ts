@@ -53,7 +53,9 @@ describe("CudaRuntime on a GPU", { skip }, () => {
     if (!rt.isShutdown) await rt.shutdown();
   });
 
-  it("request/reply runs the DSL handler on the GPU; state persists; readState; metrics", async () => {
+  it("request/reply runs the DSL handler on the GPU; state persists; readState; metrics", {
+    timeout: 60_000,
+  }, async () => {
     const k = await rt.launch(dslAccumulator, opts());
     assert.equal(k.state(), KernelState.Active);
     const r1 = await k.request(AddValue.of({ value: 2 }), { timeoutMs: 5000 });
@@ -80,7 +82,7 @@ describe("CudaRuntime on a GPU", { skip }, () => {
     assert.deepEqual(k.readState(), { total: 105.5, count: 102 });
   });
 
-  it("request latency (sequential round trips)", async () => {
+  it("request latency (sequential round trips)", { timeout: 60_000 }, async () => {
     const k = await rt.launch(dslAccumulator, opts());
     for (let i = 0; i < 200; i++) await k.request(AddValue.of({ value: 1 }));
     const n = 2000;
@@ -101,7 +103,7 @@ describe("CudaRuntime on a GPU", { skip }, () => {
     await k.terminate();
   });
 
-  it("sendMany/receiveMany: outputs for non-requests, in order", async () => {
+  it("sendMany/receiveMany: outputs for non-requests, in order", { timeout: 60_000 }, async () => {
     const k = await rt.launch(dslCounter, opts());
     const ops = Array.from({ length: 300 }, (_, i) => CounterOp.of({ op: 0, amount: i }));
     assert.equal(await k.sendMany(ops), 300);
@@ -117,7 +119,7 @@ describe("CudaRuntime on a GPU", { skip }, () => {
     await k.terminate();
   });
 
-  it("deactivate keeps messages queued; activate handles them", async () => {
+  it("deactivate keeps messages queued; activate handles them", { timeout: 60_000 }, async () => {
     const k = await rt.launch(dslAccumulator, opts());
     await k.deactivate();
     assert.equal(k.state(), KernelState.Deactivated);
@@ -132,45 +134,55 @@ describe("CudaRuntime on a GPU", { skip }, () => {
     await k.terminate();
   });
 
-  it("terminate drains by default, returns the queue with drain: false", async () => {
-    const a = await rt.launch(dslAccumulator, opts());
-    await a.deactivate();
-    for (let i = 0; i < 20; i++) await a.send(AddValue.of({ value: 1 }));
-    await a.activate();
-    const drained = await a.terminate();
-    assert.equal(drained.processed, 20);
-    assert.deepEqual(drained.returned, []);
-    await assert.rejects(a.send(AddValue.of({ value: 1 })), InvalidStateError);
+  it(
+    "terminate drains by default, returns the queue with drain: false",
+    { timeout: 60_000 },
+    async () => {
+      const a = await rt.launch(dslAccumulator, opts());
+      await a.deactivate();
+      for (let i = 0; i < 20; i++) await a.send(AddValue.of({ value: 1 }));
+      await a.activate();
+      const drained = await a.terminate();
+      assert.equal(drained.processed, 20);
+      assert.deepEqual(drained.returned, []);
+      await assert.rejects(a.send(AddValue.of({ value: 1 })), InvalidStateError);
 
-    const b = await rt.launch(dslAccumulator, opts());
-    await b.deactivate();
-    for (let i = 0; i < 7; i++) await b.send(AddValue.of({ value: 1 }));
-    const left = await b.terminate({ drain: false });
-    assert.equal(left.processed, 0);
-    assert.equal(left.returned.length, 7);
-  });
+      const b = await rt.launch(dslAccumulator, opts());
+      await b.deactivate();
+      for (let i = 0; i < 7; i++) await b.send(AddValue.of({ value: 1 }));
+      const left = await b.terminate({ drain: false });
+      assert.equal(left.processed, 0);
+      assert.equal(left.returned.length, 7);
+    },
+  );
 
-  it("a corrupted checksum is dropped on the GPU and the requester told", async () => {
-    const k = await rt.launch(dslAccumulator, opts());
-    const env = encodeMessage(AddValue.of({ value: 1 }), {
-      flags: EnvelopeFlag.Request,
-      messageId: 777n,
-      destKernel: k.numericId,
-    }, { checksum: true });
-    const ok = await k.requestEnvelope(env.slice(), { timeoutMs: 5000 });
-    assert.deepEqual(ok, { total: 1, count: 1 });
-    const bad = env.slice();
-    new DataView(bad.buffer).setUint32(EnvelopeOffset.messageId, 778, true);
-    bad[EnvelopeOffset.payload] ^= 0x40;
-    await assert.rejects(k.requestEnvelope(bad, { timeoutMs: 5000 }), DecodeError);
-    const m = k.metrics();
-    assert.equal(m.processed, 1);
-    assert.equal(m.dropped, 1);
-    assert.equal(m.errors, 1);
-    await k.terminate();
-  });
+  it(
+    "a corrupted checksum is dropped on the GPU and the requester told",
+    { timeout: 60_000 },
+    async () => {
+      const k = await rt.launch(dslAccumulator, opts());
+      const env = encodeMessage(AddValue.of({ value: 1 }), {
+        flags: EnvelopeFlag.Request,
+        messageId: 777n,
+        destKernel: k.numericId,
+      }, { checksum: true });
+      const ok = await k.requestEnvelope(env.slice(), { timeoutMs: 5000 });
+      assert.deepEqual(ok, { total: 1, count: 1 });
+      const bad = env.slice();
+      new DataView(bad.buffer).setUint32(EnvelopeOffset.messageId, 778, true);
+      bad[EnvelopeOffset.payload] ^= 0x40;
+      await assert.rejects(k.requestEnvelope(bad, { timeoutMs: 5000 }), DecodeError);
+      const m = k.metrics();
+      assert.equal(m.processed, 1);
+      assert.equal(m.dropped, 1);
+      assert.equal(m.errors, 1);
+      await k.terminate();
+    },
+  );
 
-  it("ctx.send from a GPU handler is counted as not found, never lost silently", async () => {
+  it("ctx.send from a GPU handler is counted as not found, never lost silently", {
+    timeout: 60_000,
+  }, async () => {
     const k = await rt.launch(dslForwarder, opts());
     await k.request(Job.of({ value: 1 }));
     await k.request(Job.of({ value: -1 }));
@@ -180,31 +192,37 @@ describe("CudaRuntime on a GPU", { skip }, () => {
     await k.terminate();
   });
 
-  it("the passthrough built-in echoes", async () => {
+  it("the passthrough built-in echoes", { timeout: 60_000 }, async () => {
     const k = await rt.launch("echo", opts());
     const r = await k.request(AddValue.of({ value: 42 }));
     assert.deepEqual(r, { value: 42 });
     await k.terminate();
   });
 
-  it("100 launch/terminate cycles leave the context's allocations flat", async () => {
-    const first = await rt.launch(dslAccumulator, opts());
-    await first.request(AddValue.of({ value: 1 }));
-    await first.terminate();
-    const before = rt.context.stats();
-    const t0 = performance.now();
-    for (let i = 0; i < 100; i++) {
-      const k = await rt.launch(dslAccumulator, opts());
-      assert.deepEqual(await k.request(AddValue.of({ value: i })), { total: i, count: 1 });
-      await k.terminate();
-    }
-    const per = (performance.now() - t0) / 100;
-    console.log(`cuda launch + request + terminate: ${per.toFixed(2)} ms per cycle`);
-    assert.deepEqual(rt.context.stats(), before);
-    assert.deepEqual(rt.listKernels(), []);
-  });
+  it(
+    "100 launch/terminate cycles leave the context's allocations flat",
+    { timeout: 60_000 },
+    async () => {
+      const first = await rt.launch(dslAccumulator, opts());
+      await first.request(AddValue.of({ value: 1 }));
+      await first.terminate();
+      const before = rt.context.stats();
+      const t0 = performance.now();
+      for (let i = 0; i < 100; i++) {
+        const k = await rt.launch(dslAccumulator, opts());
+        assert.deepEqual(await k.request(AddValue.of({ value: i })), { total: i, count: 1 });
+        await k.terminate();
+      }
+      const per = (performance.now() - t0) / 100;
+      console.log(`cuda launch + request + terminate: ${per.toFixed(2)} ms per cycle`);
+      assert.deepEqual(rt.context.stats(), before);
+      assert.deepEqual(rt.listKernels(), []);
+    },
+  );
 
-  it("RingKernel.builder().backend(Backend.Cuda) picks CUDA; Auto stays on the CPU and says why", async () => {
+  it("RingKernel.builder().backend(Backend.Cuda) picks CUDA; Auto stays on the CPU and says why", {
+    timeout: 60_000,
+  }, async () => {
     const r = await RingKernel.builder().backend(Backend.Cuda).cuda({ cacheDir }).build();
     assert.equal(r.backend, "cuda");
     const k = await r.launch(dslAccumulator, opts());

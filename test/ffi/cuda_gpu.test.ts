@@ -108,6 +108,10 @@ describe("ffi/cuda on a GPU", { skip }, () => {
     assert.ok(d.smCount > 0);
     assert.equal(d.warpSize, 32);
     assert.ok(d.totalMemory > 0);
+    // Eager unless chosen otherwise: lazy loading hangs beside a persistent kernel (ffi/cuda.ts).
+    if (driver?.moduleLoading !== undefined) {
+      assert.equal(driver.moduleLoading, "eager", "CUDA_MODULE_LOADING=EAGER reached the driver");
+    }
     const mem = context().memInfo();
     assert.ok(mem.free > 0 && mem.free <= mem.total);
   });
