@@ -32,6 +32,7 @@
  * @module
  */
 
+import { appendFileSync } from "node:fs";
 import {
   BackendUnavailableError,
   CudaError,
@@ -160,9 +161,10 @@ function preferEagerModuleLoading(): void {
 }
 
 /**
- * The symbols, or with `RINGKERNEL_CUDA_TRACE=1` in the environment a copy whose every call first
- * writes its name to stderr (synchronously): a call that hangs in the driver is then the last
- * line printed, the one thing a blocked event loop cannot report otherwise.
+ * The symbols, or with `RINGKERNEL_CUDA_TRACE` in the environment a copy whose every call first
+ * writes its name, synchronously, to stderr (`=1`) or appended to the file it names (test runners
+ * hold a test's stderr until it ends, and a hung one never does): a call that hangs in the driver
+ * is then the last line written, the one thing a blocked event loop cannot report otherwise.
  */
 function traced(fn: ForeignSymbols<CudaSymbols>): ForeignSymbols<CudaSymbols> {
   const g = globalThis as {
@@ -176,9 +178,11 @@ function traced(fn: ForeignSymbols<CudaSymbols>): ForeignSymbols<CudaSymbols> {
   } catch {
     on = undefined;
   }
-  if (on !== "1") return fn;
+  if (on === undefined || on === "" || on === "0") return fn;
   const encoder = new TextEncoder();
+  const file = on === "1" ? undefined : on;
   const write = (line: string): void => {
+    if (file !== undefined) return appendFileSync(file, line);
     const bytes = encoder.encode(line);
     const d = globalThis as {
       Deno?: { stderr: { writeSync(b: Uint8Array): number } };
