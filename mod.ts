@@ -76,6 +76,15 @@ export type {
   ShutdownOptions,
 } from "./src/runtime/backend.ts";
 export { RingKernel, RuntimeBuilder } from "./src/runtime/runtime.ts";
+export {
+  BACKEND_ENV,
+  chooseAutoBackend,
+  DEFAULT_AUTO_PROBES,
+  WEBGPU_NOT_AUTO,
+} from "./src/runtime/auto_backend.ts";
+export type { AutoChoice, AutoProbes } from "./src/runtime/auto_backend.ts";
+export { probeCuda } from "./ffi/cuda_probe.ts";
+export type { CudaProbe, CudaProbeOptions } from "./ffi/cuda_probe.ts";
 export { LaunchOptions, priority, schedulingFor } from "./src/runtime/launch_options.ts";
 export type { LaunchPriority, Scheduling, Supervision } from "./src/runtime/launch_options.ts";
 export {
@@ -174,6 +183,7 @@ export type {
 } from "./src/dsl/intrinsics.ts";
 export { checkKernel } from "./src/dsl/check.ts";
 export type { DslKernelInput } from "./src/dsl/check.ts";
+export * from "./src/dsl/lane_parallel.ts";
 export type * from "./src/dsl/ir.ts";
 export { runHandlerJs, runJs, runStencilJs, stencilBufferLength } from "./src/dsl/js.ts";
 export type {

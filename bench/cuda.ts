@@ -6,7 +6,10 @@
 //   - bulk host→device copy through CudaContext.copyHtoD from pinned memory, against the same
 //     copy from pageable memory;
 //   - 64-byte messages per second through a persistent kernel (sendMany / receiveMany windows),
-//     against copy + launch + copy per window.
+//     against copy + launch + copy per window;
+//   - 64-byte messages per second through a persistent kernel by packed batches (sendPacked:
+//     DMA into device memory, handled a warp at a time, lane-parallel), against the launch way
+//     for the same batches (copy from pinned memory, launch a grid over the batch, synchronize).
 // Skips, saying why, without a CUDA device. Writes bench/results/cuda-<runtime>.json (or into
 // $RINGKERNEL_RESULTS_DIR).
 //
@@ -21,6 +24,12 @@ import { AddValue, dslAccumulator } from "../test/dsl/corpus.ts";
 import { benchSummer, Samples } from "./kernels.ts";
 import { percentile, runtimeInfo } from "./harness.ts";
 import { countMismatch, runWindows, windowsFor } from "./windowed.ts";
+import {
+  type CounterState,
+  foldCounter,
+  packedCounter,
+  packWords,
+} from "../test/cuda/packed_kernels.ts";
 
 const ECHO = `extern "C" __global__ void rk_echo(const unsigned int* in, unsigned int* out) {
   unsigned int i = threadIdx.x;
@@ -150,6 +159,124 @@ export async function messageThroughput(
   }
 }
 
+const COUNT16 = `extern "C" __global__ void rk_count16(const unsigned int* in, unsigned int n,
+                                              unsigned int* acc) {
+  const unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  unsigned int t = 0u;
+  for (int j = 0; j < 16; ++j) t += in[16u * i + j];
+  atomicAdd(&acc[0], 1u);
+  atomicAdd(&acc[1], t);
+}`;
+
+/** Messages per `sendPacked` call of {@linkcode packedThroughput}. */
+const PACKED_CALL = 1 << 18;
+
+/**
+ * Messages per second of 64-byte payloads (sixteen u32, `packedCounter`: count, sum and folds in
+ * its state, lane-parallel) sent by `sendPacked` in calls of {@linkcode PACKED_CALL}, until the
+ * kernel counted them all; the state is checked exactly. Baseline: the same batches the launch
+ * way: copy from pinned memory, launch a grid that sums them, synchronize.
+ */
+export async function packedThroughput(
+  messages = 50_000_000,
+): Promise<
+  { packed: number; launchPerBatch: number; sent: number; queuedShare: number; stagingOnly: number }
+> {
+  const payload = packWords(PACKED_CALL);
+  const rt = await CudaRuntime.create();
+  let packed: number;
+  let sent = 0;
+  let queuedShare: number;
+  let stagingOnly = 0;
+  try {
+    const k = await rt.launch(packedCounter, LaunchOptions.default());
+    let expected: CounterState = {
+      count: 0,
+      sum: 0,
+      bits: 0,
+      flips: 0,
+      mask: 0xffff_ffff,
+      big: 0n,
+    };
+    const waitFor = async (n: number): Promise<void> => {
+      const end = performance.now() + 60_000;
+      while (k.metrics().processed < n) {
+        if (performance.now() > end) {
+          throw new Error(`packed: ${k.metrics().processed} of ${n} processed after 60 s`);
+        }
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    };
+    await k.sendPacked(payload, { timeoutMs: 30_000 }); // warm-up
+    expected = foldCounter(expected, payload);
+    await waitFor(PACKED_CALL);
+    const calls = Math.ceil(messages / PACKED_CALL);
+    const t0 = performance.now();
+    for (let c = 0; c < calls; c++) await k.sendPacked(payload, { timeoutMs: 30_000 });
+    const queuedMs = performance.now() - t0;
+    sent = calls * PACKED_CALL;
+    await waitFor(PACKED_CALL + sent);
+    const ms = performance.now() - t0;
+    // Near 1: the host (or the ring's room) set the pace; well below: the host waited on nothing.
+    queuedShare = queuedMs / ms;
+    let folded = expected;
+    for (let c = 0; c < calls; c++) folded = foldCounter(folded, payload);
+    const state = k.readState();
+    if (
+      JSON.stringify(state, (_, v) => typeof v === "bigint" ? String(v) : v) !==
+        JSON.stringify(folded, (_, v) => typeof v === "bigint" ? String(v) : v)
+    ) {
+      throw new Error(
+        `packed: state ${JSON.stringify(state, (_, v) => String(v))} expected ${
+          JSON.stringify(folded, (_, v) => String(v))
+        }`,
+      );
+    }
+    packed = sent / (ms / 1000);
+  } finally {
+    await rt.shutdown();
+  }
+  const driver = CudaDriver.open();
+  const ctx = driver.createContext(0);
+  const nvrtc = Nvrtc.open();
+  try {
+    const fn = ctx.loadModule(
+      nvrtc.compile(COUNT16, { arch: ctx.device.arch, context: "count16" }).image,
+    ).getFunction("rk_count16");
+    const bytes = payload.byteLength;
+    const din = ctx.alloc(bytes);
+    const acc = ctx.alloc(8);
+    ctx.memset(acc, 0, 8);
+    const pinned = ctx.allocHost(bytes);
+    new Uint8Array(pinned.buffer).set(new Uint8Array(payload.buffer));
+    const src = new Uint8Array(pinned.buffer, 0, bytes);
+    // The host's share of sendPacked: copying the payload into pinned staging, alone.
+    const from = new Uint8Array(payload.buffer);
+    const s0 = performance.now();
+    for (let r = 0; r < 20; r++) src.set(from);
+    stagingOnly = (20 * PACKED_CALL) / ((performance.now() - s0) / 1000);
+    const calls = sent / PACKED_CALL;
+    const t0 = performance.now();
+    for (let c = 0; c < calls; c++) {
+      ctx.copyHtoDAsync(din, src, null);
+      ctx.launch(fn, PACKED_CALL / 256, 256, 0, null, [{ ptr: din }, { u32: PACKED_CALL }, {
+        ptr: acc,
+      }]);
+      ctx.synchronize();
+    }
+    const ms = performance.now() - t0;
+    const out = new Uint32Array(2);
+    ctx.copyDtoH(out, acc);
+    if (out[0] !== sent >>> 0) throw new Error(`count16 counted ${out[0]} of ${sent}`);
+    return { packed, launchPerBatch: sent / (ms / 1000), sent, queuedShare, stagingOnly };
+  } finally {
+    ctx.close();
+    nvrtc.close();
+    driver.close();
+  }
+}
+
 /** GB/s of `copyHtoD` of `bytes` from pinned and from pageable memory. */
 export function bulkCopy(
   bytes = 256 * 2 ** 20,
@@ -190,10 +317,16 @@ if (import.meta.main) {
     console.log(figures.skipped);
     process.exit(0);
   }
-  const rtt = launchRoundTrip();
-  const persistent = await persistentRoundTrip();
-  const copy = bulkCopy();
-  const tput = await messageThroughput();
+  // RINGKERNEL_BENCH_ONLY=packed: the packed-batch figures alone (the rest read as zero).
+  const only = process.env.RINGKERNEL_BENCH_ONLY;
+  const zero = { p50: 0, p99: 0, mean: 0 };
+  const rtt = only === "packed" ? zero : launchRoundTrip();
+  const persistent = only === "packed" ? zero : await persistentRoundTrip();
+  const copy = only === "packed" ? { pinned: 0, pageable: 0 } : bulkCopy();
+  const tput = only === "packed"
+    ? { persistent: 0, launchPerWindow: 0 }
+    : await messageThroughput();
+  const packed = await packedThroughput();
   figures = {
     device,
     persistentRequestUs: {
@@ -210,6 +343,16 @@ if (import.meta.main) {
       window: WINDOW,
     },
     persistentVsLaunchThroughput: round(tput.persistent / tput.launchPerWindow),
+    packed64BPerSecond: {
+      packed: Math.round(packed.packed),
+      launchPerBatch: Math.round(packed.launchPerBatch),
+      batch: PACKED_CALL,
+      messages: packed.sent,
+      queuedShare: round(packed.queuedShare),
+      hostStagingOnly: Math.round(packed.stagingOnly),
+    },
+    packedVsLaunchThroughput: round(packed.packed / packed.launchPerBatch),
+    packedVsEnvelopes: round(packed.packed / tput.persistent),
     pinnedVsPageable: round(copy.pinned / copy.pageable),
   };
   const dir = process.env.RINGKERNEL_RESULTS_DIR ?? new URL("./results/", import.meta.url).pathname;
@@ -236,6 +379,15 @@ if (import.meta.main) {
     } M/s persistent (sendMany/receiveMany ` +
       `windows of ${WINDOW}), ${(tput.launchPerWindow / 1e6).toFixed(2)} M/s copy+launch+copy ` +
       `per window (${round(tput.persistent / tput.launchPerWindow)}×)`,
+  );
+  console.log(
+    `64-byte messages by sendPacked (lane-parallel handler, ${packed.sent} messages): ${
+      (packed.packed / 1e6).toFixed(1)
+    } M/s; launch way per batch of ${PACKED_CALL}: ${
+      (packed.launchPerBatch / 1e6).toFixed(1)
+    } M/s (${round(packed.packed / packed.launchPerBatch)}×); ${
+      round(packed.packed / tput.persistent)
+    }× sendMany envelopes; host staging alone ${(packed.stagingOnly / 1e6).toFixed(0)} M/s`,
   );
   console.log(path);
   process.exit(0);

@@ -14,6 +14,7 @@
  */
 import {
   array,
+  Backend,
   defineKernel,
   defineMessage,
   LaunchOptions,
@@ -82,7 +83,8 @@ function statsInJs(m: FrameMessage): { sum: number; energy: number } {
 
 async function main(): Promise<void> {
   const BATCH = 256, BATCHES = 8;
-  const rt = await RingKernel.builder().build();
+  // Host-only handler features (see the handlers): the CPU backend, by name.
+  const rt = await RingKernel.builder().backend(Backend.Cpu).build();
   const k = await rt.launch(frameStats, LaunchOptions.default().withQueueCapacity(512));
 
   // 1. Batches in, batches out, every result checked against plain JS.

@@ -1,6 +1,5 @@
 /**
- * A short tour of the RingKernel runtime on `Backend.Auto`: which backend it chose and why, a
- * persistent kernel, request/response, kernel-to-kernel messages, pub/sub and telemetry. Runs
+ * A short tour of the RingKernel runtime on the CPU backend: a persistent kernel, request/response, kernel-to-kernel messages, pub/sub and telemetry. Runs
  * unchanged under Deno and Bun:
  *
  *   deno task demo        (or: deno run -A examples/demo.ts)
@@ -63,11 +62,11 @@ const runtimeName = "Deno" in globalThis ? "Deno" : "Bun" in globalThis ? "Bun" 
 async function main(): Promise<void> {
   console.log(`RingKernel runtime tour on ${runtimeName}\n`);
 
-  // 1. Auto stays on the CPU for now and says why it skipped CUDA and WebGPU (ask for
-  //    Backend.Cuda or Backend.WebGpu by name; examples/wgpu_hello.ts runs on WebGPU).
-  const rt = await RingKernel.builder().backend(Backend.Auto).build();
-  console.log(`1. Backend.Auto chose: ${rt.backend}`);
-  for (const note of rt.backendNotes) console.log(`   skipped ${note}`);
+  // 1. The CPU backend, by name: the tour's handlers read K2K receipts, which only the CPU
+  //    backend has (Backend.Auto picks CUDA where a GPU is usable; examples/wgpu_hello.ts runs
+  //    on WebGPU).
+  const rt = await RingKernel.builder().backend(Backend.Cpu).build();
+  console.log(`1. backend: ${rt.backend}`);
 
   // 2. A persistent kernel: one worker that keeps running and keeps its state between messages.
   const acc = await rt.launch(accumulator, LaunchOptions.default().withQueueCapacity(4096));

@@ -10,6 +10,7 @@
  * false when a worker imports it, in Deno and in Bun.
  */
 import {
+  Backend,
   defineKernel,
   defineMessage,
   HandlerError,
@@ -88,7 +89,8 @@ async function expectError(label: string, step: () => Promise<unknown>): Promise
 }
 
 async function main(): Promise<void> {
-  const rt = await RingKernel.builder().build();
+  // Host-only handler features (see the handlers): the CPU backend, by name.
+  const rt = await RingKernel.builder().backend(Backend.Cpu).build();
   // Collected, not printed at once: the event and the failed request's rejection race, and the
   // printed order must not depend on which wins.
   const failures: KernelFailureEvent[] = [];

@@ -12,6 +12,7 @@
  * false when a worker imports it, in Deno and in Bun.
  */
 import {
+  Backend,
   defineKernel,
   defineMessage,
   DeliveryStatus,
@@ -93,7 +94,8 @@ async function until(done: () => boolean): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const rt = await RingKernel.builder().build();
+  // Host-only handler features (see the handlers): the CPU backend, by name.
+  const rt = await RingKernel.builder().backend(Backend.Cpu).build();
   // The last stage has a small input queue, so the QueueFull step below needs only a few sends.
   const t = await rt.launch(total, LaunchOptions.default().withInputCapacity(4));
   const s = await rt.launch(scale);

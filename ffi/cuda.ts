@@ -33,6 +33,7 @@
  */
 
 import { appendFileSync } from "node:fs";
+import process from "node:process";
 import {
   BackendUnavailableError,
   CudaError,
@@ -44,6 +45,7 @@ import {
 import {
   addressOf,
   cString,
+  ffiRuntime,
   type ForeignLibrary,
   type ForeignSymbols,
   openLibrary,
@@ -63,7 +65,7 @@ import {
   CUresult,
   STICKY_CUDA_ERRORS,
 } from "./cuda_symbols.ts";
-import { type DiscoveryOptions, findLibrary, type LibraryCandidate } from "./discovery.ts";
+import { type DiscoveryOptions, envVar, findLibrary, type LibraryCandidate } from "./discovery.ts";
 
 /** A device address (`CUdeviceptr`). */
 export type DevicePtr = bigint;
@@ -124,19 +126,11 @@ const MODULE_LOADING = "CUDA_MODULE_LOADING";
  * loads everything, before any kernel of the module runs.
  */
 function preferEagerModuleLoading(): void {
-  const g = globalThis as {
-    Deno?: { env: { get(k: string): string | undefined; set(k: string, v: string): void } };
-    process?: { env: Record<string, string | undefined> };
-  };
-  let chosen: string | undefined;
-  try {
-    chosen = g.Deno !== undefined ? g.Deno.env.get(MODULE_LOADING) : g.process?.env[MODULE_LOADING];
-  } catch {
-    return; // No permission to read the environment: lazy loading it is (see the note above).
-  }
-  if (chosen !== undefined) return;
+  if (envVar(MODULE_LOADING) !== undefined) return;
   // The driver reads the C environment; Bun's process.env does not write to it (measured on the
-  // H100: the hang above came back under Bun), so setenv(3) it is, with the JS view kept equal.
+  // H100: the hang above came back under Bun), so setenv(3) it is. Without overwriting: a value
+  // this process may not read (Deno without env permission) is still the user's choice.
+  let viaLibc = false;
   try {
     const libc = openLibrary(
       "libc.so.6",
@@ -145,18 +139,19 @@ function preferEagerModuleLoading(): void {
       } as const,
     );
     try {
-      libc.symbols.setenv(cString(MODULE_LOADING), cString("EAGER"), 0);
+      viaLibc = libc.symbols.setenv(cString(MODULE_LOADING), cString("EAGER"), 0) === 0;
     } finally {
       libc.close();
     }
   } catch {
     // No libc.so.6 (not glibc Linux): the runtime's own setter below is all there is.
   }
+  // Deno's environment is the C one (set above); Bun's process.env is a copy: keep it equal.
+  if (viaLibc && ffiRuntime === "deno") return;
   try {
-    if (g.Deno !== undefined) g.Deno.env.set(MODULE_LOADING, "EAGER");
-    else if (g.process !== undefined) g.process.env[MODULE_LOADING] = "EAGER";
+    process.env[MODULE_LOADING] = "EAGER";
   } catch {
-    // As above.
+    // No permission to write the environment: lazy loading it is (see the note above).
   }
 }
 
@@ -167,18 +162,8 @@ function preferEagerModuleLoading(): void {
  * is then the last line written, the one thing a blocked event loop cannot report otherwise.
  */
 function traced(fn: ForeignSymbols<CudaSymbols>): ForeignSymbols<CudaSymbols> {
-  const g = globalThis as {
-    Deno?: { env: { get(k: string): string | undefined } };
-    process?: { env: Record<string, string | undefined>; stderr: { fd?: number } };
-  };
-  let on: string | undefined;
-  try {
-    on = g.Deno !== undefined ? g.Deno.env.get("RINGKERNEL_CUDA_TRACE") : g.process?.env
-      .RINGKERNEL_CUDA_TRACE;
-  } catch {
-    on = undefined;
-  }
-  if (on === undefined || on === "" || on === "0") return fn;
+  const on = envVar("RINGKERNEL_CUDA_TRACE");
+  if (on === undefined || on === "0") return fn;
   const encoder = new TextEncoder();
   const file = on === "1" ? undefined : on;
   const write = (line: string): void => {
@@ -660,6 +645,19 @@ export class CudaContext {
     this.#open();
     if (byteCount(bytes, "memset") === 0) return;
     this.#check("cuMemsetD8_v2", this.#fn.cuMemsetD8_v2(ptr, value & 0xff, bytes));
+  }
+
+  /**
+   * Queues a store of the 32-bit `value` into `count` words at `ptr` on `stream`: after a copy on
+   * the same stream it marks that copy complete for a kernel that watches the word.
+   */
+  memsetD32Async(ptr: DevicePtr, value: number, count: number, stream: CudaStream | null): void {
+    this.#open();
+    if (byteCount(count, "memsetD32Async") === 0) return;
+    this.#check(
+      "cuMemsetD32Async",
+      this.#fn.cuMemsetD32Async(ptr, value >>> 0, count, stream?.handle ?? 0n),
+    );
   }
 
   /**

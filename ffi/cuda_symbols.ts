@@ -105,6 +105,8 @@ export const CUDA_SYMBOLS = {
   cuMemcpyDtoHAsync_v2: { parameters: ["buffer", "u64", "usize", "u64"], result: "i32" },
   /** CUresult cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N) */
   cuMemsetD8_v2: { parameters: ["u64", "u8", "usize"], result: "i32" },
+  /** CUresult cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream s) */
+  cuMemsetD32Async: { parameters: ["u64", "u32", "usize", "u64"], result: "i32" },
 
   // Modules and launch
   /** CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode* mode): 1 eager, 2 lazy (CUDA 11.7+) */

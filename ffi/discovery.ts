@@ -64,14 +64,36 @@ const CUDA_TARGET = process.arch === "arm64" ? "sbsa-linux" : "x86_64-linux";
 const MULTIARCH = process.arch === "arm64" ? "aarch64-linux-gnu" : "x86_64-linux-gnu";
 const DEFAULT_SYSTEM_DIRS = [`/usr/lib/${MULTIARCH}`, "/usr/lib64", "/usr/lib/wsl/lib", "/usr/lib"];
 
-/** Reads an environment variable, treating a denied permission (Deno without --allow-env) as unset. */
-function readEnv(options: DiscoveryOptions, name: string): string | undefined {
+interface DenoPermissionQuery {
+  querySync?(descriptor: { name: "env"; variable: string }): { state: string };
+}
+
+/**
+ * The environment variable `name`, or undefined when it is unset or empty, or when this process
+ * may not read it: Deno without env permission for it. The permission is queried first, so the
+ * read never prompts (an interactive Deno would otherwise ask on the terminal). `env`: read that
+ * record instead of the process's environment.
+ */
+export function envVar(
+  name: string,
+  env?: Readonly<Record<string, string | undefined>>,
+): string | undefined {
   try {
-    const value = (options.env ?? process.env)[name];
+    if (env === undefined) {
+      const permissions = (globalThis as { Deno?: { permissions?: DenoPermissionQuery } }).Deno
+        ?.permissions;
+      const state = permissions?.querySync?.({ name: "env", variable: name }).state;
+      if (state !== undefined && state !== "granted") return undefined;
+    }
+    const value = (env ?? process.env)[name];
     return value === undefined || value === "" ? undefined : value;
   } catch {
     return undefined;
   }
+}
+
+function readEnv(options: DiscoveryOptions, name: string): string | undefined {
+  return envVar(name, options.env);
 }
 
 function toolkitDirs(home: string): string[] {

@@ -66,13 +66,10 @@ test("examples/core_tour.ts: the core tour runs and every step reports correct r
   assert.match(out, /tour done/);
 });
 
-test("examples/demo.ts (deno task demo): the runtime tour on Backend.Auto", () => {
+test("examples/demo.ts (deno task demo): the runtime tour on the CPU backend", () => {
   assertLines(runExample("examples/demo.ts"), [
     `RingKernel runtime tour on ${runtimeName}`,
-    "1. Backend.Auto chose: cpu",
-    "   skipped cuda: not chosen automatically yet (GPU handlers cannot send K2K messages yet); ask for Backend.Cuda",
-    "   skipped webgpu: not chosen automatically (a WebGPU round trip takes milliseconds, and " +
-    "adapters are often software ones such as lavapipe); ask for Backend.WebGpu",
+    "1. backend: cpu",
     "2. launched accumulator: active",
     "3. request(2) -> total 2",
     '   100 concurrent requests -> highest total 102, state {"total":102}',

@@ -4,8 +4,8 @@
  * A runtime is what `RingKernel.builder().build()` returns: it launches kernels, finds them,
  * reports metrics, exposes the K2K broker and shuts everything down. The CPU, CUDA and WebGPU
  * backends exist; asking for CUDA or WebGPU where no device opens throws
- * `BackendUnavailableError`, and `Auto` falls back to the CPU (recording why in
- * `runtime.backendNotes`).
+ * `BackendUnavailableError`. `Auto` picks CUDA where a usable device exists and falls back to the
+ * CPU otherwise (recording why in `runtime.backendNotes`); `RINGKERNEL_BACKEND` overrides it.
  * @module
  */
 
@@ -23,7 +23,10 @@ import type {
   TelemetryListener,
 } from "./telemetry.ts";
 
-/** Where kernels run. `Auto` stays on the CPU for now (see `runtime.backendNotes`). */
+/**
+ * Where kernels run. `Auto` picks CUDA where a usable device exists, else the CPU (see
+ * `runtime.backendNotes`).
+ */
 export const Backend = {
   /** Each kernel is a persistent loop in a Worker over SharedArrayBuffers. */
   Cpu: "cpu",
@@ -31,7 +34,14 @@ export const Backend = {
   Cuda: "cuda",
   /** WGSL kernels on a WebGPU device, persistence emulated by rounds of dispatches. */
   WebGpu: "webgpu",
-  /** The CPU for now; `runtime.backendNotes` says why CUDA and WebGPU were not chosen. */
+  /**
+   * CUDA when a usable device exists (libcuda loads, `cuInit` succeeds, the device exists, and
+   * its runtime opens), else the CPU; never WebGPU. The environment variable
+   * `RINGKERNEL_BACKEND=cpu|cuda|webgpu` overrides the choice (`auto`: this rule).
+   * `runtime.backendNotes` says why the others were not chosen. A program that must run the
+   * same everywhere (handlers only the CPU runs, such as a K2K send whose receipt is read) names
+   * its backend instead.
+   */
   Auto: "auto",
 } as const;
 /** A {@linkcode Backend} value. */
@@ -66,7 +76,10 @@ export interface ShutdownOptions {
 export interface KernelRuntime {
   /** The backend in use. */
   readonly backend: ConcreteBackend;
-  /** Why `Auto` skipped the backends it skipped (empty when a backend was named). */
+  /**
+   * Why `Auto` skipped the backends it skipped, each `"<backend>: <why>"` (empty when a backend
+   * was named in code).
+   */
   readonly backendNotes: readonly string[];
   /** True once `shutdown` was called. */
   readonly isShutdown: boolean;

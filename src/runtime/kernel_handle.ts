@@ -20,6 +20,7 @@ import {
   type EnvelopeHeader,
   EnvelopeOffset,
   Priority,
+  writeEnvelope,
   writeMessage,
 } from "../core/envelope.ts";
 import {
@@ -49,6 +50,7 @@ import {
 } from "./k2k.ts";
 import type { KernelDefinition } from "./kernel.ts";
 import {
+  BULK_BATCH_TYPE_ID,
   EMPTY_REPLY_TYPE_ID,
   ERROR_REPLY_TYPE_ID,
   type KernelMemory,
@@ -58,6 +60,7 @@ import {
   Sleeping,
 } from "./kernel_memory.ts";
 import type { LaunchOptions } from "./launch_options.ts";
+import type { PackedPath } from "./packed.ts";
 import { type KernelMetrics, kernelStateName } from "./telemetry.ts";
 
 /**
@@ -107,7 +110,9 @@ export interface KernelSite {
    * For backends that free the kernel's memory in `dispose` (CUDA: mapped pinned memory, which
    * must not be touched once freed): called once after the kernel ended, right before `dispose`,
    * it returns a copy of the memory that the handle reads from then on (`metrics`, `readState`,
-   * `tryReceive`). Absent: the handle keeps reading the original.
+   * `tryReceive`). For a kernel collected late (see {@linkcode whenStopped}) it is called once
+   * more when it stopped, for its final counters and outputs. Absent: the handle keeps reading
+   * the original.
    */
   detach?(): KernelMemory;
   /**
@@ -116,6 +121,18 @@ export interface KernelSite {
    * to the terminate report's `returned`. Absent: none.
    */
   leftovers?(): Uint8Array[];
+  /**
+   * For backends whose kernel can go on running after its exit settled (CUDA: a GPU kernel
+   * killed by its watchdog or a timeout cannot be interrupted; its handler runs until it returns
+   * and the loop then exits). While it runs it still takes input from its lanes, so the handle
+   * must not collect them yet: when the device side still runs, the backend keeps `collect`,
+   * calls it once after the kernel stopped and before its memory is freed or reused, and
+   * returns true; it returns false when the kernel has stopped already (the handle collects at
+   * once). Absent: the kernel stopped when its exit settled.
+   */
+  whenStopped?(collect: () => void): boolean;
+  /** The backend's path for packed batches (`sendPacked`); absent: an envelope per message. */
+  packed?(): PackedPath | undefined;
 }
 
 /** Options of `send`. */
@@ -180,7 +197,11 @@ export class PartialSendError extends RingKernelError {
 
 /** What `terminate` reports. */
 export interface TerminateReport {
-  /** Envelopes that were in the input queue and were not handled (empty after a full drain). */
+  /**
+   * Envelopes that were in the input queue and were not handled (empty after a full drain). For
+   * a GPU kernel that was killed while its handler still ran (CUDA), they are appended to this
+   * same array once the kernel stopped (see `KernelHandle.unhandled`).
+   */
   readonly returned: Uint8Array[];
   /** Messages the kernel processed over its life. */
   readonly processed: number;
@@ -499,11 +520,27 @@ export class KernelHandle<
     // before, so what it enqueued is collected below rather than stranded.
     await quiesceSenders(this.#mem);
     this.#drainOutput();
-    this.#returned = [
-      ...this.#mem.high.dequeueMany(Infinity),
-      ...this.#mem.normal.dequeueMany(Infinity),
+    // The region itself, not the copy `detach` gives below.
+    const live = this.#mem;
+    const collect = (): Uint8Array[] => [
+      ...live.high.dequeueMany(Infinity),
+      ...live.normal.dequeueMany(Infinity),
       ...(this.#site.leftovers?.() ?? []),
     ];
+    // A killed GPU kernel whose handler still runs takes input until its loop exits: lanes read
+    // now could hand back a message it also handles. Its backend collects them once it stopped.
+    const late = this.#site.whenStopped?.(() => {
+      this.#returned.push(...collect());
+      if (this.#site.detach === undefined || this.#mem === live) return;
+      // The copy read since was taken while the kernel ran: take one with its final counters
+      // and outputs, minus the outputs already read from the old copy (its consumer position).
+      const out = new Int32Array(live.output.buffer, live.output.byteOffset, 128);
+      Atomics.store(out, QueueWord.head, Atomics.load(this.#outHeader, QueueWord.head));
+      this.#mem = this.#site.detach();
+      const copy = this.#mem.output;
+      this.#outHeader = new Int32Array(copy.buffer, copy.byteOffset, 128);
+    }) === true;
+    if (!late) this.#returned = collect();
     this.#report(this.#terminal, this.#failure?.message);
     const reason = this.#failure ??
       new InvalidStateError(ErrorCode.InvalidState, `kernel ${this.id} terminated`);
@@ -537,7 +574,10 @@ export class KernelHandle<
   /**
    * Envelopes that were still in the input queue when the kernel ended and were not handled (the
    * same list as the terminate report's `returned`; also filled when the kernel failed or was
-   * killed). Empty while it runs.
+   * killed). Empty while it runs. A CUDA kernel killed (watchdog, terminate or shutdown timeout)
+   * while its handler still runs on the GPU goes on taking input until that handler returns, so
+   * its envelopes arrive here only then, when its stream completed (the list grows; `metrics()`
+   * then shows its final counts, and its last outputs can be read with `tryReceive`).
    */
   get unhandled(): readonly Uint8Array[] {
     return this.#returned;
@@ -656,7 +696,123 @@ export class KernelHandle<
   async sendMany(messages: readonly Message<I>[], options: SendOptions = {}): Promise<number> {
     this.#checkOpen();
     for (const m of messages) this.#checkType(m);
-    const total = messages.length;
+    const priority = options.priority ?? Priority.Normal;
+    const encode = { checksum: options.checksum === true };
+    return await this.#sendRuns(
+      messages.length,
+      (buf, at, j) =>
+        writeMessage(buf, at, messages[j], {
+          destKernel: this.numericId,
+          timestamp: this.#clock.tick(),
+          priority,
+        }, encode),
+      options,
+    );
+  }
+
+  /**
+   * Sends many messages of the kernel's input type given as bytes: `payloads` holds them back to
+   * back in the input schema's layout (`n × input.size` bytes, e.g. filled with
+   * `Input.encodeInto(value, view, i * Input.size)`), so no envelope is encoded per message. On
+   * CUDA they reach device memory by DMA and the kernel handles them a warp at a time (one
+   * descriptor envelope per batch in the input queue; `docs/runtime.md`, "Packed batches");
+   * elsewhere each becomes an envelope, as in `sendMany`. They are handled in order, after what
+   * was sent before, through the normal lane.
+   *
+   * Resolves with the number of messages once all are queued. Waits up to `timeoutMs` (default
+   * 1000) in total for room, then rejects with `QueueFullError`, or {@linkcode PartialSendError}
+   * once some were queued (`accepted` of them, in order). Throws `ValidationError`
+   * `E_INVALID_ARGUMENT` when the kernel has no input schema or the bytes are not a whole number
+   * of messages.
+   */
+  async sendPacked(
+    payloads: ArrayBufferView,
+    options: { timeoutMs?: number } = {},
+  ): Promise<number> {
+    this.#checkOpen();
+    const schema = this.definition.input;
+    if (schema === undefined) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        `kernel ${this.id} has no input schema: sendPacked needs one for the size of a message`,
+      );
+    }
+    const bytes = new Uint8Array(payloads.buffer, payloads.byteOffset, payloads.byteLength);
+    const size = schema.size;
+    if (bytes.byteLength % size !== 0) {
+      throw new ValidationError(
+        ErrorCode.InvalidArgument,
+        `sendPacked to kernel ${this.id}: ${bytes.byteLength} bytes are not a whole number of ` +
+          `${schema.name} messages (${size} bytes each)`,
+      );
+    }
+    const total = bytes.byteLength / size;
+    const path = this.#site.packed?.();
+    if (path === undefined) {
+      return await this.#sendRuns(total, (buf, at, j) =>
+        writeEnvelope(buf, at, {
+          typeId: schema.typeId,
+          destKernel: this.numericId,
+          timestamp: this.#clock.tick(),
+        }, bytes.subarray(j * size, (j + 1) * size)), {});
+    }
+    const timeoutMs = options.timeoutMs ?? 1000;
+    const deadline = performance.now() + timeoutMs;
+    const lane = this.#mem.normal;
+    const per = Math.max(1, path.maxMessages(size));
+    let accepted = 0;
+    let idle = 0;
+    try {
+      while (accepted < total) {
+        const count = Math.min(per, total - accepted);
+        const batch = bytes.subarray(accepted * size, (accepted + count) * size);
+        const sub = lane.isFull ? undefined : path.submit(batch, count, size, schema.typeId);
+        if (sub === undefined) {
+          // No room in the device ring or the lane until the kernel gets on: wait a turn.
+          if (performance.now() >= deadline) {
+            throw new QueueFullError(
+              ErrorCode.QueueFull,
+              `kernel ${this.id}'s bulk memory or input queue stayed full for ${timeoutMs} ms`,
+            );
+          }
+          if (++idle < POLL_TURNS) await nextTurn();
+          else await new Promise<void>((r) => setTimeout(r, POLL_SLEEP_MS));
+          this.#checkOpen();
+          continue;
+        }
+        idle = 0;
+        const n = writeEnvelope(this.#scratch, 0, {
+          typeId: BULK_BATCH_TYPE_ID,
+          destKernel: this.numericId,
+          timestamp: this.#clock.tick(),
+        }, sub.descriptor);
+        const r = enqueueGuarded(this.#mem, lane, this.#scratch.subarray(0, n));
+        if (r !== "ok") {
+          path.abandon(sub.seq);
+          if (r === "gone") throw this.#goneError();
+          continue;
+        }
+        ringForData(this.#mem.words);
+        accepted += count;
+      }
+    } catch (e) {
+      if (accepted > 0 && e instanceof RingKernelError) {
+        throw new PartialSendError(this.id, accepted, total, e);
+      }
+      throw e;
+    }
+    return total;
+  }
+
+  /**
+   * Sends `count` messages whose envelopes `write(buf, at, j)` writes (message `j` at `buf[at]`,
+   * returning its length) in runs of `SEND_RUN`, one reservation per run; see `sendMany`.
+   */
+  async #sendRuns(
+    total: number,
+    write: (buf: Uint8Array, at: number, j: number) => number,
+    options: SendOptions,
+  ): Promise<number> {
     const priority = options.priority ?? Priority.Normal;
     const timeoutMs = options.timeoutMs ?? 1000;
     const lane = priority >= Priority.High ? this.#mem.high : this.#mem.normal;
@@ -666,7 +822,6 @@ export class KernelHandle<
       this.#batchBuf = new Uint8Array(chunk * slot);
     }
     const buf = this.#batchBuf;
-    const encode = { checksum: options.checksum === true };
     const deadline = performance.now() + timeoutMs;
     let accepted = 0;
     try {
@@ -675,11 +830,7 @@ export class KernelHandle<
         const views: Uint8Array[] = new Array(k);
         for (let j = 0; j < k; j++) {
           const at = j * slot;
-          const n = writeMessage(buf, at, messages[accepted + j], {
-            destKernel: this.numericId,
-            timestamp: this.#clock.tick(),
-            priority,
-          }, encode);
+          const n = write(buf, at, accepted + j);
           views[j] = buf.subarray(at, at + n);
         }
         let done = 0;

@@ -67,6 +67,12 @@ export const KernelWord = {
    * on in the state it left and clears the word.
    */
   parked: 11,
+  /** CUDA bulk batches: the `seq` of the last batch the kernel finished (its memory is free). */
+  bulkDone: 12,
+  /** CUDA bulk batches: the `seq` of the batch the kernel is in the middle of (0: none). */
+  bulkSeq: 13,
+  /** CUDA bulk batches: how many messages of batch `bulkSeq` it handled so far. */
+  bulkPos: 14,
 } as const;
 
 /**
@@ -74,6 +80,11 @@ export const KernelWord = {
  * `{ "name": ..., "message": ... }` of what the handler threw, cut to fit a slot.
  */
 export const ERROR_REPLY_TYPE_ID = 0xffff_fffe;
+/**
+ * Reserved typeId of a bulk batch descriptor (CUDA, `KernelHandle.sendPacked`): its payload names
+ * messages of the kernel's input type packed in device memory (`src/backends/cuda/bulk_channel.ts`).
+ */
+export const BULK_BATCH_TYPE_ID = 0xffff_fffc;
 /** Reserved typeId of the empty reply to a request whose handler returned undefined. */
 export const EMPTY_REPLY_TYPE_ID = 0xffff_fffd;
 

@@ -220,7 +220,7 @@ describe("CudaRuntime on a GPU", { skip }, () => {
     },
   );
 
-  it("RingKernel.builder().backend(Backend.Cuda) picks CUDA; Auto stays on the CPU and says why", {
+  it("RingKernel.builder().backend(Backend.Cuda) picks CUDA; so does Auto, unless overridden", {
     timeout: 60_000,
   }, async () => {
     const r = await RingKernel.builder().backend(Backend.Cuda).cuda({ cacheDir }).build();
@@ -228,9 +228,20 @@ describe("CudaRuntime on a GPU", { skip }, () => {
     const k = await r.launch(dslAccumulator, opts());
     assert.deepEqual(await k.request(AddValue.of({ value: 4 })), { total: 4, count: 1 });
     await r.shutdown();
-    const auto = await RingKernel.builder().backend(Backend.Auto).build();
-    assert.equal(auto.backend, "cpu");
-    assert.ok(auto.backendNotes.some((n) => n.startsWith("cuda: not chosen automatically")));
-    await auto.shutdown();
+    const auto = await RingKernel.builder().backend(Backend.Auto).cuda({ cacheDir })
+      .autoProbes({ env: () => undefined }).build();
+    try {
+      assert.equal(auto.backend, "cuda");
+      assert.deepEqual(auto.backendNotes.map((n) => n.split(":")[0]), ["webgpu"]);
+      const a = await auto.launch(dslAccumulator, opts());
+      assert.deepEqual(await a.request(AddValue.of({ value: 5 })), { total: 5, count: 1 });
+    } finally {
+      await auto.shutdown();
+    }
+    // RINGKERNEL_BACKEND=cpu keeps Auto on the CPU on a GPU machine.
+    const cpu = await RingKernel.builder().backend(Backend.Auto)
+      .autoProbes({ env: (name) => name === "RINGKERNEL_BACKEND" ? "cpu" : undefined }).build();
+    assert.equal(cpu.backend, "cpu");
+    await cpu.shutdown();
   });
 });

@@ -5,7 +5,9 @@
  *   at once, while the GPU kernel, which cannot be killed, runs on until its handler returns,
  *   keeping its stream until then, and the rest of the runtime works meanwhile;
  * - `request` timeouts fire while the handler keeps the GPU busy; late replies are counted;
- * - `shutdown` returns while a handler keeps running, and releases the context once it ends;
+ * - `shutdown` returns while a handler keeps running, and releases the context once it ends; the
+ *   messages queued behind the running handler are returned only then (a kernel that still runs
+ *   still takes input), each either handled or returned, exactly once;
  * - an out-of-bounds write in a handler (a real GPU fault) fails the request within 1 s with the
  *   CUDA error name, fails every other kernel of the runtime, is heard by failure listeners; the
  *   runtime shuts down. The driver documents such errors as leaving the process's CUDA state
@@ -31,6 +33,7 @@ import { CudaRuntime } from "../../src/backends/cuda/cuda_runtime.ts";
 import { emitPersistent } from "../../src/backends/cuda/persistent.ts";
 import { checkKernel } from "../../src/dsl/check.ts";
 import { KernelState } from "../../src/core/control_block.ts";
+import { decodeEnvelope, Priority } from "../../src/core/envelope.ts";
 import {
   BackendUnavailableError,
   InvalidStateError,
@@ -271,10 +274,16 @@ describe("CUDA kernel failures on a GPU", { skip }, () => {
     const rt = await CudaRuntime.create({ cacheDir });
     const spin = await rt.launch(spinner("spinner_a"), opts());
     const perMs = await calibrateSpin(spin);
+    const processedBefore = spin.metrics().processed;
     const stuck = rejection(
       spin.request(Spin.of({ n: steps(perMs, 2500), x0: 0 }), { timeoutMs: 30_000 }),
     );
     await sleep(50);
+    // Queued behind the spinning request (both lanes): the kernel, which takes input until its
+    // handler returns, must not handle one that is also returned.
+    const tags = [101, 102, 103, 104, 105];
+    for (const n of tags.slice(0, 4)) await spin.send(Spin.of({ n, x0: 0 }));
+    await spin.send(Spin.of({ n: tags[4], x0: 0 }), { priority: Priority.High });
     const t0 = performance.now();
     await rt.shutdown({ timeoutMs: 200 });
     const shutdownMs = performance.now() - t0;
@@ -284,11 +293,25 @@ describe("CUDA kernel failures on a GPU", { skip }, () => {
     assert.match(err.message, /its worker was killed: Killed: did not stop within 200 ms/);
     assert.equal(spin.state(), KernelState.Failed);
     assert.equal(rt.context.isClosed, false, "the context is kept while the kernel runs");
+    assert.deepEqual(spin.unhandled, [], "nothing is collected while the handler still runs");
     const closedMs = await until(() => rt.context.isClosed, 30_000, "context released");
+    // Collected when its stream completed, before the context went: each queued message was
+    // either handled (its output is readable) or returned, exactly once.
+    const returned = spin.unhandled.map((e) => Spin.decode(decodeEnvelope(e).payload).n);
+    const outputs = spin.tryReceiveMany(64).map((o) => o.value?.n);
+    assert.deepEqual([...returned, ...outputs].sort((a, b) => (a ?? 0) - (b ?? 0)), tags);
+    assert.equal(
+      returned.length + (spin.metrics().processed - processedBefore),
+      tags.length + 1,
+      "every message sent after the calibration was processed or returned (the spin included)",
+    );
+    assert.equal(spin.metrics().lateReplies, 1, "the spinning request's reply came after all");
     console.log(
       `cuda shutdown with a running handler (${runtime()}): returned in ${
         shutdownMs.toFixed(0)
-      } ms; context released ${closedMs.toFixed(0)} ms later, when the kernel returned`,
+      } ms; context released ${closedMs.toFixed(0)} ms later, when the kernel returned; ` +
+        `${returned.length} of ${tags.length} queued messages returned then, ${outputs.length} ` +
+        `handled`,
     );
     await assert.rejects(rt.launch(spinner("spinner_a"), opts()), InvalidStateError);
   });

@@ -94,7 +94,11 @@ describe("LaunchOptions", () => {
 
 describe("RingKernel.builder backends", () => {
   it("Auto falls back to the CPU and says why", async () => {
-    const rt = await RingKernel.builder().backend(Backend.Auto).build();
+    // Without a CUDA device, whatever this machine has (test/runtime/auto_backend.test.ts).
+    const rt = await RingKernel.builder().backend(Backend.Auto).autoProbes({
+      cuda: () => ({ usable: false, reason: "none in this test" }),
+      env: () => undefined,
+    }).build();
     try {
       assert.equal(rt.backend, "cpu");
       assert.ok(rt.backendNotes.some((n) => n.startsWith("cuda:")));

@@ -274,7 +274,11 @@ describe("WebGpuRuntime on an adapter", { skip }, () => {
     const k = await r.launch(dslAccumulator, opts());
     assert.deepEqual(await k.request(AddValue.of({ value: 4 })), { total: 4, count: 1 });
     await r.shutdown();
-    const auto = await RingKernel.builder().backend(Backend.Auto).build();
+    // Auto never picks WebGPU: the CPU where there is no CUDA device (as in this test).
+    const auto = await RingKernel.builder().backend(Backend.Auto).autoProbes({
+      cuda: () => ({ usable: false, reason: "none in this test" }),
+      env: () => undefined,
+    }).build();
     assert.equal(auto.backend, "cpu");
     assert.ok(auto.backendNotes.some((n) => n.startsWith("webgpu: not chosen automatically")));
     await auto.shutdown();

@@ -100,6 +100,8 @@ import {
   type QuietStats,
 } from "./device_quiet.ts";
 import { K2K_ROUTE_CLOSE_ENTRY } from "./k2k_device.ts";
+import { BulkChannel, DEFAULT_BULK_BYTES, encodeBulkDescriptor } from "./bulk_channel.ts";
+import type { PackedPath } from "../../runtime/packed.ts";
 import {
   DeviceK2k,
   K2K_DEFAULT_ARENA_BYTES,
@@ -158,6 +160,12 @@ export interface CudaRuntimeOptions {
    * than hang (default 10,000).
    */
   parkTimeoutMs?: number;
+  /**
+   * Bytes of device memory (and as much pinned host memory) of a kernel's packed batches
+   * (`KernelHandle.sendPacked`), allocated on its first packed send and kept for later kernels
+   * once it ended: default 32 MiB; a batch takes at most a quarter.
+   */
+  bulkBytes?: number;
 }
 
 /** One batch's stage times from a traced kernel (ns of `%globaltimer`). */
@@ -202,6 +210,13 @@ interface Resources {
   k2k?: K2kAttachment;
   /** Its entry in the context's quiet sections (until the stream completed). */
   parkable?: Parkable;
+  /** Its packed-batch channel, opened on its first `sendPacked` (pooled once it ended). */
+  bulk?: BulkChannel;
+  /**
+   * What its handle asked to run once the stream completed (`KernelSite.whenStopped`: the
+   * returned messages of a kernel killed while its handler still ran).
+   */
+  onStopped?: (() => void)[];
 }
 
 type TimerHandle = ReturnType<typeof setTimeout>;
@@ -249,6 +264,9 @@ export class CudaRuntime implements KernelRuntime {
   readonly #resources = new Set<Resources>();
   readonly #pool: HostAllocation[] = [];
   readonly #dying = new Set<HostAllocation>();
+  /** Packed-batch channels of ended kernels, for the next kernel that sends packed batches. */
+  readonly #bulkPool: BulkChannel[] = [];
+  readonly #bulkBytes: number;
   readonly #clock = new HlcClock(0);
   readonly #broker: K2kBroker;
   readonly #trace: boolean;
@@ -274,6 +292,7 @@ export class CudaRuntime implements KernelRuntime {
     this.#k2k = k2k;
     this.#quiet = DeviceQuiet.acquire(ctx);
     this.#parkTimeoutMs = options.parkTimeoutMs ?? DEFAULT_PARK_TIMEOUT_MS;
+    this.#bulkBytes = options.bulkBytes ?? DEFAULT_BULK_BYTES;
     this.device = ctx.device;
     this.backendNotes = Object.freeze([...(options.backendNotes ?? [])]);
     this.#trace = options.trace === true;
@@ -678,6 +697,19 @@ export class CudaRuntime implements KernelRuntime {
         this.#release(res);
       },
       leftovers: () => this.#k2k.leftovers(device),
+      whenStopped: (collect) => {
+        // A killed kernel's handler runs on, and its loop takes input until it exits.
+        if (res.freed || res.finished || ctx.faulted !== undefined) return false;
+        try {
+          // Completed (also parked for good: a quiet section relaunches no kernel that exited).
+          if (ctx.queryStream(stream)) return false;
+        } catch {
+          return false; // A fault: the kernel is gone with the context.
+        }
+        (res.onStopped ??= []).push(collect);
+        return true;
+      },
+      packed: () => src.bulkStageBytes === 0 ? undefined : this.#packedPath(res, mem),
       onFailure: (error, cause) => this.#ledger.emitFailure({ kernelId: def.id, error, cause }),
       onStateChange: (from, to, reason) => {
         this.#ledger.events.emit({
@@ -695,9 +727,29 @@ export class CudaRuntime implements KernelRuntime {
     return handle;
   }
 
+  /** The packed-batch path of a kernel: its channel, opened (or taken from the pool) on first use. */
+  #packedPath(res: Resources, mem: KernelMemory): PackedPath {
+    if (res.bulk === undefined) {
+      const ch = this.#bulkPool.pop() ?? BulkChannel.open(this.#ctx, this.#bulkBytes);
+      ch.attach(() => Atomics.load(mem.words, KernelWord.bulkDone));
+      res.bulk = ch;
+    }
+    const ch = res.bulk;
+    return {
+      maxMessages: (stride) => Math.max(1, Math.floor(ch.batchBytes / stride)),
+      submit: (payload, count, stride, typeId) => {
+        const d = ch.submit(payload, count, stride, typeId);
+        return d === undefined ? undefined : { descriptor: encodeBulkDescriptor(d), seq: d.seq };
+      },
+      abandon: (seq) => ch.abandon(seq),
+    };
+  }
+
   /**
    * Frees a kernel's stream and region once its stream has completed; until then (a killed
-   * kernel still running) polls for it on an unref'd timer.
+   * kernel still running) polls for it on an unref'd timer. First it runs what the handle left
+   * for then (`onStopped`: collecting the returned messages), while the region is still the
+   * kernel's and its device K2K lane not yet released.
    */
   #release(res: Resources): void {
     if (res.freed) return;
@@ -722,7 +774,24 @@ export class CudaRuntime implements KernelRuntime {
     res.freed = true;
     this.#resources.delete(res);
     if (res.parkable !== undefined) this.#quiet.delete(res.parkable);
+    // A faulted context still has the region mapped (its host lanes read fine); its device lanes
+    // are lost, and `leftovers` returns none.
+    for (const collect of res.onStopped?.splice(0) ?? []) {
+      try {
+        collect();
+      } catch {
+        // Nothing may keep the region and stream from being freed.
+      }
+    }
     if (res.k2k !== undefined) this.#k2k.release(res.k2k);
+    if (res.bulk !== undefined && ctx.faulted === undefined) {
+      try {
+        res.bulk.settle();
+        this.#bulkPool.push(res.bulk);
+      } catch {
+        // A fault meanwhile: the context frees it when it closes.
+      }
+    }
     // A faulted context frees them when it is closed (reset).
     if (ctx.faulted === undefined) {
       try {

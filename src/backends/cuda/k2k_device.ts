@@ -762,6 +762,7 @@ __device__ unsigned int rk_k2k_batch(rk_kernel& k, unsigned int batch_max, unsig
       rk_k2k_words(k);
       rk_write_back_state(k);
       rk_st64(&k.cb->hlc, k.hlc);
+      rk_hist_flush(k);
       rk_flush_counters(k);
       __threadfence_system();
       if (k.out.count != 0u) {
