@@ -105,7 +105,10 @@ describe("the fault and spin test kernels (no GPU needed)", () => {
 
   const kernels = [cellWriter("cells_a"), spinner("spin")] as unknown as KernelDefinition[];
   for (const def of kernels) {
-    it(`${def.id}: its persistent source compiles with nvcc for sm_90`, { skip: nvccSkip }, () => {
+    it(`${def.id}: its persistent source compiles with nvcc for sm_90`, {
+      skip: nvccSkip,
+      timeout: 60_000,
+    }, () => {
       const dir = mkdtempSync(join(tmpdir(), "rk-fault-kernels-"));
       try {
         const file = join(dir, `${def.id}.cu`);

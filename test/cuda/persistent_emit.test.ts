@@ -18,6 +18,7 @@ import {
   type PersistentSource,
 } from "../../src/backends/cuda/persistent.ts";
 import { dslAccumulator, dslCounter, dslForwarder, dslSubword } from "../dsl/corpus.ts";
+import { packedCounter, packedDoubler, packedSequencer } from "./packed_kernels.ts";
 import { bulkKernel } from "../../src/dsl/define.ts";
 import type { KernelDefinition } from "../../src/runtime/kernel.ts";
 
@@ -56,17 +57,21 @@ const handlers: readonly KernelDefinition[] = [
   dslCounter,
   dslSubword,
   dslForwarder,
+  // The packed-batch paths: lane-parallel with reductions, serial with outputs, parallel outputs.
+  packedCounter,
+  packedSequencer,
+  packedDoubler,
 ] as unknown as readonly KernelDefinition[];
 
 describe("emitPersistent", () => {
   for (const def of handlers) {
-    it(`${def.id}: compiles with nvcc for sm_90`, { skip: nvccSkip }, () => {
+    it(`${def.id}: compiles with nvcc for sm_90`, { skip: nvccSkip, timeout: 60_000 }, () => {
       const src = emitPersistent(checkKernel(def), def.id);
       nvcc(src.code, def.id);
     });
   }
 
-  it("passthrough: compiles with nvcc for sm_90", { skip: nvccSkip }, () => {
+  it("passthrough: compiles with nvcc for sm_90", { skip: nvccSkip, timeout: 60_000 }, () => {
     nvcc(emitPassthroughPersistent("echo").code, "passthrough");
   });
 
