@@ -754,7 +754,7 @@ export class KernelHandle<
           typeId: schema.typeId,
           destKernel: this.numericId,
           timestamp: this.#clock.tick(),
-        }, bytes.subarray(j * size, (j + 1) * size)), {});
+        }, bytes.subarray(j * size, (j + 1) * size)), { timeoutMs: options.timeoutMs });
     }
     const timeoutMs = options.timeoutMs ?? 1000;
     const deadline = performance.now() + timeoutMs;

@@ -57,19 +57,6 @@ export function encodeBulkDescriptor(d: BulkDescriptor): Uint8Array<ArrayBuffer>
   return bytes;
 }
 
-/** Reads a descriptor payload written by {@linkcode encodeBulkDescriptor}. */
-export function decodeBulkDescriptor(payload: Uint8Array): BulkDescriptor {
-  const v = new DataView(payload.buffer, payload.byteOffset, BULK_DESCRIPTOR_BYTES);
-  return {
-    address: v.getBigUint64(0, true),
-    fence: v.getBigUint64(8, true),
-    count: v.getUint32(16, true),
-    stride: v.getUint32(20, true),
-    typeId: v.getUint32(24, true),
-    seq: v.getUint32(28, true),
-  };
-}
-
 interface InFlight {
   readonly seq: number;
   readonly start: number;
@@ -82,7 +69,7 @@ interface InFlight {
  * Free space of a FIFO ring over `[lo, hi)` whose live pieces run from the oldest's start to the
  * newest's end: where a piece of `bytes` goes, or undefined when it does not fit now.
  */
-export function ringPlace(
+function ringPlace(
   lo: number,
   hi: number,
   oldest: { start: number } | undefined,
@@ -193,18 +180,6 @@ export class BulkChannel {
   abandon(seq: number): void {
     const e = this.#inFlight.find((x) => x.seq === seq);
     if (e !== undefined) e.abandoned = true;
-  }
-
-  /**
-   * The messages of batch `seq` from message `from` on, read back from the staging ring (for a
-   * kernel that ended before it handled them all); undefined when the batch's space was reused.
-   */
-  unhandled(seq: number, from: number, d: BulkDescriptor): Uint8Array | undefined {
-    const e = this.#inFlight.find((x) => x.seq === seq);
-    if (e === undefined || e.abandoned) return undefined;
-    const start = e.start + from * d.stride;
-    const end = e.start + d.count * d.stride;
-    return new Uint8Array(this.#staging.buffer, start, Math.max(0, end - start)).slice();
   }
 
   /** Waits for the copies queued so far (before the channel is reused). */
