@@ -445,6 +445,10 @@ export class KernelHandle<
     try {
       while (!done) {
         this.#drainOutput();
+        // Its end is known: `#onExit` reads the rest and `exited` follows. Waits on the output
+        // return at once from here (polling mode), and looping on them would run on microtasks
+        // alone, starving the timers `#onExit` itself awaits.
+        if (this.#terminal !== undefined) break;
         await this.#waitOutput(PUMP_SLICE_MS, () => done);
       }
       await exited;
