@@ -75,6 +75,22 @@ describe("emitPersistent", () => {
     nvcc(emitPassthroughPersistent("echo").code, "passthrough");
   });
 
+  it("runs lane-parallel packed batches without outputs on helper warps, straight to registers", () => {
+    const direct = emitPersistent(checkKernel(packedCounter), packedCounter.id);
+    assert.equal(direct.blockThreads, 256);
+    assert.match(direct.code, /#define RK_P_BULK_DIRECT 1/);
+    assert.match(direct.code, /#define RK_P_BULK_WARPS 8u/);
+    assert.match(direct.code, /__ldcg\(src \+ v\)/);
+    // Every return of warp 0 after the helpers started lets them go first.
+    assert.equal(direct.code.match(/rk_bulk_quit\(lane\);/g)?.length, 2);
+    // Outputs (the doubler) or a serial handler (the sequencer) keep the one-warp paths.
+    for (const def of [packedDoubler, packedSequencer, dslAccumulator]) {
+      const src = emitPersistent(checkKernel(def as unknown as KernelDefinition), def.id);
+      assert.equal(src.blockThreads, 32, def.id);
+      assert.match(src.code, /#define RK_P_BULK_WARPS 1u/, def.id);
+    }
+  });
+
   it("names the entry rk_persistent_<name> and takes the region and layout words", () => {
     const src: PersistentSource = emitPersistent(checkKernel(dslAccumulator), dslAccumulator.id);
     assert.equal(src.entry, "rk_persistent_dsl_accumulator");
@@ -88,7 +104,7 @@ describe("emitPersistent", () => {
     const flat = src.code.replace(/\s+/g, " ");
     assert.match(
       flat,
-      /extern "C" __global__ void __launch_bounds__\(32\) rk_persistent_dsl_accumulator\( unsigned char\* region, unsigned int numeric_id,/,
+      /extern "C" __global__ void __launch_bounds__\(32u \* RK_P_BULK_WARPS, 1\) rk_persistent_dsl_accumulator\( unsigned char\* region, unsigned int numeric_id,/,
     );
     // The DSL handler is called, the layout is pinned, K2K sends are delivered after it returns.
     assert.match(src.code, /rk_dsl_accumulator_handle\(/);

@@ -149,8 +149,11 @@ export interface PersistentSource {
   readonly code: string;
   /** The `extern "C"` entry: `rk_persistent_<name>`. */
   readonly entry: string;
-  /** Threads per block to launch with (one block). */
-  readonly blockThreads: 32;
+  /**
+   * Threads per block to launch with (one block): one warp runs the loop; a kernel whose packed
+   * batches run lane-parallel without outputs adds helper warps ({@linkcode bulkWarps}).
+   */
+  readonly blockThreads: number;
   /** The entry's parameters in order. */
   readonly params: readonly PersistentParam[];
   /** The input typeId (0 for the passthrough kernel, which takes any). */
@@ -237,7 +240,8 @@ interface LoopSpec {
 /**
  * Emits the persistent kernel of a checked handler (`checkKernel(definition)`): the DSL's
  * handler function and structs (from `emitCuda`) followed by the loop and its `extern "C"`
- * entry `rk_persistent_<name>`, launched 1 block × 32 threads with {@linkcode persistentLaunchArgs}.
+ * entry `rk_persistent_<name>`, launched 1 block × `blockThreads` threads with
+ * {@linkcode persistentLaunchArgs}.
  *
  * @throws {TypeError} when `ir` is not a handler kernel
  */
@@ -302,7 +306,7 @@ function result(spec: LoopSpec, code: string): PersistentSource {
   return {
     code,
     entry: `rk_persistent_${spec.name}`,
-    blockThreads: 32,
+    blockThreads: 32 * bulkWarps(spec),
     params: PERSISTENT_PARAMS,
     inputTypeId: spec.inputTypeId,
     inputSize: spec.inputSize,
@@ -990,13 +994,30 @@ __device__ void rk_park(rk_kernel& k) {
   __threadfence_system();
 }
 
-extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
+// Warp 0 lets the helper warps go (before it returns): they wait for bulk jobs until then.
+__device__ __forceinline__ void rk_bulk_quit(unsigned int lane) {
+#if RK_P_BULK_WARPS > 1
+  if (lane == 0u) rk_bulk_job.quit = 1u;
+  __syncthreads();
+#endif
+}
+
+extern "C" __global__ void __launch_bounds__(32u * RK_P_BULK_WARPS, 1) rk_persistent_${s.name}(
     ${params}) {
-  // One warp is launched: every lane runs the loop (the reads of host memory are the warp's, see
-  // rk_poll and rk_take); lane 0 alone handles messages, writes and keeps the kernel's
-  // authoritative state (the others' copies of k hold only the constant fields).
+  // Warp 0 runs the loop: every lane of it (the reads of host memory are the warp's, see rk_poll
+  // and rk_take); lane 0 alone handles messages, writes and keeps the kernel's authoritative
+  // state (the others' copies of k hold only the constant fields). Helper warps, if any, only
+  // take shares of packed batches (rk_bulk_helper).
   if (blockIdx.x != 0u) return;
   const unsigned int lane = threadIdx.x & 31u;
+#if RK_P_BULK_WARPS > 1
+  // Read by the helpers only after the first barrier, which warp 0 reaches after this store.
+  if (threadIdx.x == 0u) rk_bulk_job.quit = 0u;
+  if (threadIdx.x >= 32u) {
+    rk_bulk_helper(threadIdx.x >> 5, lane);
+    return;
+  }
+#endif
   __shared__ unsigned long long rk_hist_buckets[RK_P_HIST_BUCKETS];
   __shared__ unsigned int rk_ctl[8];
   __shared__ unsigned int rk_outbox[RK_K2K_OUTBOX_WORDS];
@@ -1108,6 +1129,7 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
         // kernel of the context around a driver call that waits for the device to go idle
         // (loading or unloading a module, freeing memory), which a running kernel never lets.
         if (lane == 0u) rk_park(k);
+        rk_bulk_quit(lane);
         return;
       }
       idle = 0u;
@@ -1158,6 +1180,7 @@ extern "C" __global__ void __launch_bounds__(32) rk_persistent_${s.name}(
       __nanosleep(RK_P_MAX_SLEEP_NS);
     }
   }
+  rk_bulk_quit(lane);
   if (lane != 0u) return;
   rk_hist_flush(k);
   rk_bulk_words(k);
@@ -1260,6 +1283,28 @@ function bulkEnabled(s: LoopSpec): boolean {
   return stageBytesOf(s) > 0;
 }
 
+/** Most bytes of one message the direct path holds in a lane's registers per message. */
+const DIRECT_MAX_INPUT = 128;
+/** Warps of a kernel whose packed batches take the direct path. */
+const DIRECT_WARPS = 8;
+
+/**
+ * Whether packed batches take the direct path: lane-parallel, no outputs, vector-sized inputs of
+ * at most {@linkcode DIRECT_MAX_INPUT} bytes. Each lane then loads its own messages from device
+ * memory straight into registers (several in flight) on every warp of the block, and the warps'
+ * reductions are folded once per turn: one warp staging through shared memory and reducing per
+ * group of 32 was the bound (~100 M 64-byte messages/s on the H100).
+ */
+function bulkDirect(s: LoopSpec): boolean {
+  return bulkEnabled(s) && s.parallel?.parallel === true && s.outputSize === 0 &&
+    s.inputSize % 16 === 0 && s.inputSize <= DIRECT_MAX_INPUT;
+}
+
+/** Warps the persistent kernel is launched with: one, or {@linkcode DIRECT_WARPS} (see bulkDirect). */
+function bulkWarps(s: LoopSpec): number {
+  return bulkDirect(s) ? DIRECT_WARPS : 1;
+}
+
 function bulkDefines(s: LoopSpec): string {
   const stage = stageBytesOf(s);
   const group = stage === 0 ? 0 : Math.min(1024, Math.floor(stage / s.inputSize));
@@ -1279,7 +1324,11 @@ function bulkDefines(s: LoopSpec): string {
   const half = Math.floor(stage / 32) * 16;
   const fits = Math.floor(half / pitch);
   const asyncGroup = fits >= 32 ? fits - (fits % 32) : fits;
-  const async = stage > 0 && s.inputSize % 16 === 0 && s.outputSize === 0 && asyncGroup >= 1;
+  const direct = bulkDirect(s);
+  const async = !direct && stage > 0 && s.inputSize % 16 === 0 && s.outputSize === 0 &&
+    asyncGroup >= 1;
+  // Messages in flight per lane on the direct path: about 256 bytes of registers.
+  const unroll = Math.max(1, Math.min(8, Math.floor(256 / Math.max(16, s.inputSize))));
   const W = KernelWord;
   return `#define RK_P_HIST_DIRTY 32u
 #define RK_P_W_BULK_DONE ${W.bulkDone}u
@@ -1288,7 +1337,10 @@ function bulkDefines(s: LoopSpec): string {
 #define RK_P_BULK ${stage === 0 ? 0 : 1}
 #define RK_P_BULK_TYPE 0x${BULK_BATCH_TYPE_ID.toString(16).toUpperCase()}u
 #define RK_P_BULK_DESC ${BULK_DESCRIPTOR_BYTES}u
-#define RK_P_BULK_STAGE ${Math.max(stage, 16)}u
+#define RK_P_BULK_STAGE ${direct ? 16 : Math.max(stage, 16)}u
+#define RK_P_BULK_DIRECT ${direct ? 1 : 0}
+#define RK_P_BULK_WARPS ${bulkWarps(s)}u
+#define RK_P_BULK_UNROLL ${unroll}u
 #define RK_P_BULK_ASYNC ${async ? 1 : 0}
 #define RK_P_BULK_PITCH ${async ? pitch : Math.max(s.inputSize, 1)}u
 #define RK_P_BULK_HALF ${Math.max(half, 16)}u
@@ -1378,6 +1430,7 @@ __device__ unsigned int rk_out_free(rk_kernel& k) {
 }
 
 ${parallel === undefined ? serialGroupSource() : parallelGroupSource(s, parallel)}
+${parallel !== undefined && bulkDirect(s) ? directSource(s, parallel) : ""}
 
 // One bulk batch descriptor (the whole warp; env in every lane). Returns true once each of its
 // messages was handled (or it was dropped as malformed); false when its copy has not landed yet,
@@ -1411,7 +1464,29 @@ __device__ bool rk_bulk(rk_kernel& k, const rk_u4* env, unsigned int lane) {
     }
   }
   const unsigned int end = count - pos > RK_P_BULK_BUDGET ? pos + RK_P_BULK_BUDGET : count;
-#if RK_P_BULK_ASYNC
+#if RK_P_BULK_DIRECT
+  // Every warp takes a share, straight from device memory into registers (rk_bulk_share); the
+  // warps' reductions are folded into the state here, by lane 0, once for the whole turn.
+  const unsigned long long t0 = rk_gtime();
+  if (lane == 0u) {
+    rk_bulk_job.addr = addr;
+    rk_bulk_job.pos = pos;
+    rk_bulk_job.end = end;
+  }
+  __syncthreads();
+  rk_bulk_share(0u, lane);
+  __syncthreads();
+  if (lane == 0u) {
+    rk_bulk_fold(k);
+    // The turn's chunks of 32 ran RK_P_BULK_WARPS at a time: each took that share of its time.
+    const unsigned int chunks = (end - pos + 31u) / 32u;
+    k.pending_processed += end - pos;
+    rk_hist_add(k, (rk_gtime() - t0) * RK_P_BULK_WARPS / chunks, end - pos);
+  }
+  __syncwarp();
+  k.bulk_progress += end - pos;
+  pos = end;
+#elif RK_P_BULK_ASYNC
   // Double-buffered: the next group comes into one half of the stage (cp.async, no registers)
   // while the warp handles this group in the other half.
   unsigned int half = 0u;
@@ -1466,6 +1541,116 @@ __device__ bool rk_bulk(rk_kernel& k, const rk_u4* env, unsigned int lane) {
   return false;
 }
 `;
+}
+
+/**
+ * The direct path's device code (see {@linkcode bulkDirect}): the job warp 0 hands out, each
+ * warp's share (chunk c of 32 messages goes to warp c % RK_P_BULK_WARPS, RK_P_BULK_UNROLL chunks'
+ * loads in flight per lane), the helper warps' loop, and the fold of the warps' reductions.
+ */
+function directSource(
+  s: LoopSpec,
+  plan: { readonly reductions: readonly StateReduction[] },
+): string {
+  const h = s.handler!;
+  const deltaType = h.stateType ?? "unsigned int";
+  const delta = h.stateType === undefined
+    ? "unsigned int rk_d_word = 0u;\n  unsigned int* rk_d = &rk_d_word;"
+    : `${h.stateType} rk_d = {};`;
+  const deltaBytes = h.stateType === undefined ? "(unsigned char*)rk_d" : "(unsigned char*)&rk_d";
+  const andInits = plan.reductions.filter((r) => r.op === "and").map((r) => {
+    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
+    return `*(${t}*)(${deltaBytes} + ${r.offset}u) = (${t})~0ull;`;
+  }).join("\n  ");
+  const reduce = plan.reductions.map((r) => {
+    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
+    const wide = SCALAR_SIZE[r.storage] === 8 ? "unsigned long long" : "unsigned int";
+    const op = REDUCE_OP[r.op];
+    return `{ // state.${r.field} (${r.op})
+    ${wide} v = (${wide})*(const ${t}*)(${deltaBytes} + ${r.offset}u);
+#pragma unroll
+    for (unsigned int o = 16u; o > 0u; o >>= 1u) v = v ${op} __shfl_xor_sync(RK_P_FULL, v, o);
+    if (lane == 0u) *(${t}*)(rk_bulk_part[warp] + ${r.offset}u) = (${t})v;
+  }`;
+  }).join("\n  ");
+  const fold = plan.reductions.map((r) => {
+    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
+    const op = REDUCE_OP[r.op];
+    return `{ // state.${r.field} (${r.op})
+      ${t}* p = (${t}*)(k.state + ${r.offset}u);
+      *p = (${t})(*p ${op} *(const ${t}*)(rk_bulk_part[w] + ${r.offset}u));
+    }`;
+  }).join("\n    ");
+  const vecs = s.inputSize / 16;
+  return `// The job warp 0 hands the helper warps: messages pos..end-1 at addr; quit: return.
+struct rk_bulk_job_t {
+  unsigned long long addr;
+  unsigned int pos;
+  unsigned int end;
+  unsigned int quit;
+};
+__shared__ rk_bulk_job_t rk_bulk_job;
+// Each warp's reduced deltas (the state's layout; written by its lane 0).
+__shared__ __align__(16) unsigned char rk_bulk_part[RK_P_BULK_WARPS][sizeof(${deltaType})];
+
+// One warp's share of the job: its lanes run the handler on their own messages against private
+// identity deltas (laneParallelPlan: the state is only reduced), reduced across the warp at the end.
+__device__ void rk_bulk_share(unsigned int warp, unsigned int lane) {
+  const unsigned long long addr = rk_bulk_job.addr;
+  const unsigned int pos = rk_bulk_job.pos;
+  const unsigned int end = rk_bulk_job.end;
+  const unsigned int chunks = (end - pos + 31u) / 32u;
+  ${delta}
+  ${andInits}
+  unsigned int rk_out_val = 0u;
+  unsigned int rk_replied = 0u;
+  ${h.ctxStruct} rk_c;
+  rk_c.reply = (decltype(rk_c.reply))&rk_out_val;
+  rk_c.replied = &rk_replied;
+  // laneParallelPlan refuses what would use these (ctx.send, ctx.now()).
+  rk_c.outbox = nullptr;
+  rk_c.control = nullptr;
+  rk_c.msg_index = 0u;
+  for (unsigned int c0 = warp; c0 < chunks; c0 += RK_P_BULK_WARPS * RK_P_BULK_UNROLL) {
+    uint4 m[RK_P_BULK_UNROLL][${vecs}];
+#pragma unroll
+    for (unsigned int u = 0u; u < RK_P_BULK_UNROLL; ++u) {
+      const unsigned int i = pos + (c0 + u * RK_P_BULK_WARPS) * 32u + lane;
+      if (c0 + u * RK_P_BULK_WARPS < chunks && i < end) {
+        const uint4* src = (const uint4*)(addr + (unsigned long long)i * RK_P_INPUT_SIZE);
+#pragma unroll
+        for (unsigned int v = 0u; v < ${vecs}u; ++v) m[u][v] = __ldcg(src + v);
+      }
+    }
+#pragma unroll
+    for (unsigned int u = 0u; u < RK_P_BULK_UNROLL; ++u) {
+      const unsigned int i = pos + (c0 + u * RK_P_BULK_WARPS) * 32u + lane;
+      if (c0 + u * RK_P_BULK_WARPS < chunks && i < end) {
+        ${h.fn}(*reinterpret_cast<const ${h.inType}*>(&m[u][0]), rk_d, rk_c);
+      }
+    }
+  }
+  ${reduce}
+}
+
+#if RK_P_BULK_WARPS > 1
+// A helper warp: waits for a job (or quit) at the block's barrier, takes its share, says done.
+__device__ void rk_bulk_helper(unsigned int warp, unsigned int lane) {
+  for (;;) {
+    __syncthreads();
+    if (rk_bulk_job.quit != 0u) return;
+    rk_bulk_share(warp, lane);
+    __syncthreads();
+  }
+}
+#endif
+
+// Folds every warp's deltas into the state (lane 0 of warp 0, after the job).
+__device__ void rk_bulk_fold(rk_kernel& k) {
+  for (unsigned int w = 0u; w < RK_P_BULK_WARPS; ++w) {
+    ${fold}
+  }
+}`;
 }
 
 function serialGroupSource(): string {
