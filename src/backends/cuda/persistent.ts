@@ -421,7 +421,9 @@ __device__ __forceinline__ void rk_st64(volatile unsigned long long* p, unsigned
   *p = v;
 }
 // Acquire after relaxed (volatile) loads of sequence words: later loads see what they published.
-// Lighter than __threadfence_system (fence.sc.sys), which measured ~0.7 µs here.
+// Lighter than __threadfence_system (fence.sc.sys); still ~0.77 µs on the H100. Polling with
+// ld.acquire.sys instead (no fence after) measured worse: the poll, run all the time, slowed
+// from 1.8 to 3.1 µs, more than the fence it saved (bench/cuda_trace.ts, 2026-11-25).
 __device__ __forceinline__ void rk_fence_acq() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
 __device__ __forceinline__ unsigned long long rk_gtime() {
   unsigned long long t;
@@ -569,6 +571,9 @@ struct rk_kernel {
   unsigned int bulk_seq;
   unsigned int bulk_pos;
   unsigned int bulk_done;
+  unsigned int bulk_seq_written; // what rk_bulk_words last stored
+  unsigned int bulk_pos_written;
+  unsigned int bulk_done_written;
   unsigned int bulk_progress;
   bool bulk_stop; // this batch reached a descriptor: take nothing more in it
   unsigned char* bulk_stage; // shared memory, RK_P_BULK_STAGE bytes
@@ -657,11 +662,13 @@ __device__ void rk_hist_flush(rk_kernel& k) {
     }
   }
   k.hist_ndirty = 0u;
-  volatile double* f = (volatile double*)k.hist;
-  f[0] = k.hist_min;
-  f[1] = k.hist_max;
-  f[2] = k.hist_sum;
-  rk_st64((volatile unsigned long long*)(k.hist + 24u), k.hist_count);
+  // min, max, sum, count: two 16-byte stores (the histogram is 128-byte aligned).
+  asm volatile("st.volatile.v2.u64 [%0], {%1, %2};" ::"l"(k.hist),
+               "l"(__double_as_longlong(k.hist_min)), "l"(__double_as_longlong(k.hist_max))
+               : "memory");
+  asm volatile("st.volatile.v2.u64 [%0], {%1, %2};" ::"l"(k.hist + 16u),
+               "l"(__double_as_longlong(k.hist_sum)), "l"(k.hist_count)
+               : "memory");
 }
 
 // The reply header (16 words) for input header w (request: Reply + correlation id).
@@ -873,16 +880,16 @@ __device__ unsigned int rk_take(rk_kernel& k, rk_lane& l, unsigned int n, unsign
 // GPU's stores to host memory arriving in program order (PCIe posted writes) for a torn-free pair.
 __device__ void rk_flush_counters(rk_kernel& k) {
   if (k.pending_processed == 0ull && k.pending_dropped == 0ull) return;
+  const bool dropped = k.pending_dropped != 0ull;
   k.processed += k.pending_processed;
   k.dropped += k.pending_dropped;
   k.pending_processed = 0ull;
   k.pending_dropped = 0ull;
+  // Each counter is one 8-byte store (one PCIe write; words 10-11 and 12-13 are 8-byte aligned).
   volatile unsigned int* cbw = (volatile unsigned int*)k.cb;
   rk_st(&k.cb->seq, ++k.seq); // odd: writing
-  cbw[10] = (unsigned int)k.processed;
-  cbw[11] = (unsigned int)(k.processed >> 32);
-  cbw[12] = (unsigned int)k.dropped;
-  cbw[13] = (unsigned int)(k.dropped >> 32);
+  rk_st64((volatile unsigned long long*)(cbw + 10), k.processed);
+  if (dropped) rk_st64((volatile unsigned long long*)(cbw + 12), k.dropped);
   rk_st(&k.cb->seq, ++k.seq); // even: stable
 }
 
@@ -1069,6 +1076,9 @@ extern "C" __global__ void __launch_bounds__(32u * RK_P_BULK_WARPS, 1) rk_persis
   k.bulk_seq = k.words[RK_P_W_BULK_SEQ];
   k.bulk_pos = k.words[RK_P_W_BULK_POS];
   k.bulk_done = k.words[RK_P_W_BULK_DONE];
+  k.bulk_seq_written = k.bulk_seq;
+  k.bulk_pos_written = k.bulk_pos;
+  k.bulk_done_written = k.bulk_done;
   k.bulk_progress = 0u;
   k.bulk_stop = false;
 #if RK_P_BULK
@@ -1374,6 +1384,14 @@ __device__ __forceinline__ bool rk_is_bulk(const rk_u4* env, unsigned int length
 // The bulk progress words (lane 0, in a batch's publication and when parking): the host frees a
 // batch's device memory once bulk_done reached its seq; a relaunch goes on from seq/pos.
 __device__ __forceinline__ void rk_bulk_words(rk_kernel& k) {
+  // Three PCIe writes: only when a bulk batch moved on since the last time.
+  if (k.bulk_seq == k.bulk_seq_written && k.bulk_pos == k.bulk_pos_written &&
+      k.bulk_done == k.bulk_done_written) {
+    return;
+  }
+  k.bulk_seq_written = k.bulk_seq;
+  k.bulk_pos_written = k.bulk_pos;
+  k.bulk_done_written = k.bulk_done;
   rk_st(&k.words[RK_P_W_BULK_SEQ], k.bulk_seq);
   rk_st(&k.words[RK_P_W_BULK_POS], k.bulk_pos);
   rk_st(&k.words[RK_P_W_BULK_DONE], k.bulk_done);
