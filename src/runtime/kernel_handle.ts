@@ -133,6 +133,11 @@ export interface KernelSite {
   whenStopped?(collect: () => void): boolean;
   /** The backend's path for packed batches (`sendPacked`); absent: an envelope per message. */
   packed?(): PackedPath | undefined;
+  /**
+   * A returned envelope as the messages it stands for: a packed batch's descriptor becomes an
+   * envelope per message the kernel did not handle. Undefined: return it as it is.
+   */
+  unpackReturned?(envelope: Uint8Array): Uint8Array[] | undefined;
 }
 
 /** Options of `send`. */
@@ -526,11 +531,12 @@ export class KernelHandle<
     this.#drainOutput();
     // The region itself, not the copy `detach` gives below.
     const live = this.#mem;
-    const collect = (): Uint8Array[] => [
-      ...live.high.dequeueMany(Infinity),
-      ...live.normal.dequeueMany(Infinity),
-      ...(this.#site.leftovers?.() ?? []),
-    ];
+    const collect = (): Uint8Array[] =>
+      [
+        ...live.high.dequeueMany(Infinity),
+        ...live.normal.dequeueMany(Infinity),
+        ...(this.#site.leftovers?.() ?? []),
+      ].flatMap((e) => this.#site.unpackReturned?.(e) ?? [e]);
     // A killed GPU kernel whose handler still runs takes input until its loop exits: lanes read
     // now could hand back a message it also handles. Its backend collects them once it stopped.
     const late = this.#site.whenStopped?.(() => {

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CudaRuntime } from "../../src/backends/cuda/cuda_runtime.ts";
+import { decodeEnvelope } from "../../src/core/envelope.ts";
 import { LaunchOptions } from "../../src/runtime/launch_options.ts";
 import type { KernelHandle } from "../../src/runtime/kernel_handle.ts";
 import type { FieldsSpec } from "../../src/core/schema.ts";
@@ -93,6 +94,36 @@ describe("packed batches on CUDA", { skip }, () => {
         assert.deepEqual(outs[i], { seq: i, count: i + 1, previous: i === 0 ? 0 : i - 1 });
       }
       assert.deepEqual(k.readState(), { count: n, last: n - 1 });
+    } finally {
+      await rt.shutdown();
+    }
+  });
+
+  it("a batch the kernel did not finish comes back as its unhandled messages, in order", {
+    timeout: 120_000,
+  }, async () => {
+    const rt = await CudaRuntime.create({ cacheDir });
+    try {
+      // 64 output slots, never read: the sequencer stops part-way through the batch.
+      const k = await rt.launch(packedSequencer, LaunchOptions.default().withQueueCapacity(64));
+      const n = 1000;
+      assert.equal(await k.sendPacked(packNumbered(n), { timeoutMs: 20_000 }), n);
+      await until(() => processed(k) === 64, 20_000, "64 processed (the output queue full)");
+      const report = await k.terminate({ drain: false });
+      const handled = k.tryReceiveMany(n).map((o) => (o.value as { seq: number }).seq);
+      const returned = report.returned.map((e) => {
+        const { header, payload } = decodeEnvelope(e);
+        assert.equal(header.typeId, Numbered.typeId);
+        assert.equal(header.destKernel, k.numericId);
+        return Numbered.decode(payload);
+      });
+      assert.deepEqual(handled, Array.from({ length: 64 }, (_, i) => i));
+      assert.deepEqual(
+        returned,
+        Array.from({ length: n - 64 }, (_, i) => ({ seq: 64 + i, value: 3 * (64 + i) + 1 })),
+        "each message not handled comes back once, in order, with its payload",
+      );
+      assert.equal(k.unhandled, report.returned);
     } finally {
       await rt.shutdown();
     }

@@ -7,10 +7,13 @@
  * host:   payload ─ set ─► pinned staging[at..] ─ cuMemcpyHtoDAsync ─► arena[at..]
  *         then cuMemsetD32Async(fence, seq) on the same copy stream, then one descriptor
  *         envelope { address, fence, count, stride, typeId, seq } into the kernel's input lane
- * kernel: sees the descriptor, waits for fence >= seq (the copy landed), copies the messages
- *         into shared memory a group at a time, handles them, stores bulkDone = seq
+ * kernel: sees the descriptor, waits for fence >= seq (the copy landed), handles the messages
+ *         (on its warps at once where the handler allows), stores bulkDone = seq
  * host:   frees arena[at..] (and staging[at..]) once bulkDone reached seq
  * ```
+ *
+ * A descriptor returned unhandled (the kernel ended first) is given back as the messages it
+ * stands for ({@linkcode unpackBatch}), read from the staging, which still holds them.
  *
  * The arena is a ring in device memory mirrored byte for byte by a pinned staging ring, so a
  * batch's place in one is its place in the other. The first 128 bytes hold the fence word.
@@ -20,6 +23,8 @@
  */
 
 import type { CudaContext, CudaStream, DevicePtr, HostAllocation } from "../../../ffi/cuda.ts";
+import { decodeEnvelope, encodeEnvelope } from "../../core/envelope.ts";
+import { BULK_BATCH_TYPE_ID } from "../../runtime/kernel_memory.ts";
 import { BULK_DESCRIPTOR_BYTES } from "./persistent.ts";
 
 /** Bytes of device memory (and as much pinned staging) a kernel's bulk channel takes by default. */
@@ -57,10 +62,42 @@ export function encodeBulkDescriptor(d: BulkDescriptor): Uint8Array<ArrayBuffer>
   return bytes;
 }
 
+/** What {@linkcode unpackBatch} reads: the channel's staging and the kernel's progress. */
+export interface UnpackSource {
+  /** The batch's messages from `from` on (see {@linkcode BulkChannel.staged}). */
+  readonly channel: { staged(seq: number, from: number): Uint8Array[] | undefined };
+  /** The kernel's numeric id (the messages' `destKernel`). */
+  readonly numericId: number;
+  /** The batch the kernel was in and how many of its messages it had handled. */
+  progress(): { seq: number; pos: number };
+}
+
+/**
+ * A returned envelope as the messages it stands for: for a packed batch's descriptor, an envelope
+ * per message the kernel had not handled (its typeId, the descriptor's timestamp), in order;
+ * undefined for any other envelope, or a batch no longer in the channel.
+ */
+export function unpackBatch(envelope: Uint8Array, src: UnpackSource): Uint8Array[] | undefined {
+  const { header, payload } = decodeEnvelope(envelope, { checksum: "ignore" });
+  if (header.typeId !== BULK_BATCH_TYPE_ID || payload.byteLength < BULK_DESCRIPTOR_BYTES) {
+    return undefined;
+  }
+  const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const typeId = v.getUint32(24, true);
+  const seq = v.getUint32(28, true);
+  const p = src.progress();
+  const messages = src.channel.staged(seq, p.seq === seq ? p.pos : 0);
+  return messages?.map((m) =>
+    encodeEnvelope({ typeId, destKernel: src.numericId, timestamp: header.timestamp }, m)
+  );
+}
+
 interface InFlight {
   readonly seq: number;
   readonly start: number;
   readonly end: number;
+  readonly count: number;
+  readonly stride: number;
   /** Its descriptor never reached the kernel: free once it is the oldest. */
   abandoned: boolean;
 }
@@ -172,7 +209,7 @@ export class BulkChannel {
     const address = this.#arena + BigInt(at);
     this.#ctx.copyHtoDAsync(address, staged, this.#stream);
     this.#ctx.memsetD32Async(this.#arena, seq, 1, this.#stream);
-    q.push({ seq, start: at, end: at + bytes, abandoned: false });
+    q.push({ seq, start: at, end: at + bytes, count, stride, abandoned: false });
     return { address, fence: this.#arena, count, stride, typeId, seq };
   }
 
@@ -180,6 +217,21 @@ export class BulkChannel {
   abandon(seq: number): void {
     const e = this.#inFlight.find((x) => x.seq === seq);
     if (e !== undefined) e.abandoned = true;
+  }
+
+  /**
+   * The messages of batch `seq` from message `from` on, read back from the pinned staging: a
+   * batch the kernel did not finish keeps its place in the ring (its space is reused only once
+   * `bulkDone` passed it), so its bytes are still there. Undefined when it is not in flight.
+   */
+  staged(seq: number, from: number): Uint8Array[] | undefined {
+    const b = this.#inFlight.find((x) => x.seq === seq && !x.abandoned);
+    if (b === undefined) return undefined;
+    const out: Uint8Array[] = [];
+    for (let i = Math.max(0, from); i < b.count; i++) {
+      out.push(new Uint8Array(this.#staging.buffer, b.start + i * b.stride, b.stride).slice());
+    }
+    return out;
   }
 
   /** Waits for the copies queued so far (before the channel is reused). */

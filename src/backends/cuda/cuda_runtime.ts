@@ -100,7 +100,12 @@ import {
   type QuietStats,
 } from "./device_quiet.ts";
 import { K2K_ROUTE_CLOSE_ENTRY } from "./k2k_device.ts";
-import { BulkChannel, DEFAULT_BULK_BYTES, encodeBulkDescriptor } from "./bulk_channel.ts";
+import {
+  BulkChannel,
+  DEFAULT_BULK_BYTES,
+  encodeBulkDescriptor,
+  unpackBatch,
+} from "./bulk_channel.ts";
 import type { PackedPath } from "../../runtime/packed.ts";
 import {
   DeviceK2k,
@@ -710,6 +715,16 @@ export class CudaRuntime implements KernelRuntime {
         return true;
       },
       packed: () => src.bulkStageBytes === 0 ? undefined : this.#packedPath(res, mem),
+      unpackReturned: (envelope) =>
+        res.bulk === undefined ? undefined : unpackBatch(envelope, {
+          channel: res.bulk,
+          numericId,
+          // The kernel's progress through the batch it was in (its words, final once it stopped).
+          progress: () => ({
+            seq: Atomics.load(mem.words, KernelWord.bulkSeq),
+            pos: Atomics.load(mem.words, KernelWord.bulkPos),
+          }),
+        }),
       onFailure: (error, cause) => this.#ledger.emitFailure({ kernelId: def.id, error, cause }),
       onStateChange: (from, to, reason) => {
         this.#ledger.events.emit({
