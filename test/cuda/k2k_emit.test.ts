@@ -2,8 +2,10 @@
  * GPU K2K without a GPU: the persistent source of K2K senders and receivers (a chain, a fan-out
  * loop, a ping-pong pair, a wrongly typed sender, the passthrough built-in) compiles with
  * `nvcc -ptx -arch=sm_90 -x cu` without warnings and assembles with ptxas (skips, saying why,
- * without nvcc); the K2K
- * launch parameters come last and pack in order; the C text uses the documented route offsets,
+ * without nvcc), with a K2K message's loads in flight together; the latency-critical path keeps
+ * its shape (acquire loads and no fence in the take, the stamp read right before the publishing
+ * store, the output room reckoned once per batch); the K2K launch parameters come last and pack
+ * in order; the C text uses the documented route offsets,
  * target tables and outbox bounds; the per-kernel block layout is aligned and holds a queue region
  * of the documented layout; the device arena's allocator never overlaps and returns to empty.
  */
@@ -108,16 +110,70 @@ describe("GPU K2K source", () => {
       skip: nvccSkip,
       timeout: 120_000,
     }, () => {
-      const ptx = nvcc(emitPersistent(checkKernel(def), def.id).code, def.id);
+      const code = src(def);
+      const ptx = nvcc(code, def.id);
       assert.match(ptx, /\.entry rk_k2k_route_close\(/);
       assert.match(ptx, new RegExp(`\\.entry rk_persistent_${def.id}\\(`));
-      // Senders publish with a device-scope release store and read heads with acquire loads.
+      // Receivers poll sequence words with device-scope acquire loads; senders publish with a
+      // release pattern (fence.acq_rel.gpu, then relaxed device-scope stores of stamp and word).
+      assert.match(ptx, /ld\.acquire\.gpu\.u32/);
       if (Object.keys(def.sends).length > 0) {
-        assert.match(ptx, /st\.release\.gpu/);
-        assert.match(ptx, /ld\.acquire\.gpu/);
+        assert.match(ptx, /fence\.acq_rel\.gpu/);
+        assert.match(ptx, /st\.relaxed\.gpu\.u64/);
+        assert.match(ptx, /st\.relaxed\.gpu\.u32/);
       }
+      // A K2K message's vectors are loaded in flight together: as many of the take's weak 16-byte
+      // loads in a row, with no store to the local env array between them (a store there after
+      // each load made every load wait for the one before: one L2 round trip per vector).
+      const inVecs = Number(/#define RK_P_IN_VECS (\d+)u/.exec(code)![1]);
+      assert.ok(
+        longestLoadRun(ptx) >= Math.min(inVecs, 16),
+        `${def.id}: ${longestLoadRun(ptx)} loads in a row`,
+      );
     });
   }
+
+  it("the hot path: no fence in the take, the stamp right before the publishing store", () => {
+    const code = src(k2kPing as unknown as KernelDefinition);
+    // The receiver orders its reads with acquire loads of the sequence words, no fence.
+    assert.match(cFunction(code, "rk_k2k_seq"), /rk_k2k_ld_acquire\(/);
+    const take = cFunction(code, "rk_k2k_take");
+    assert.doesNotMatch(take, /fence|__threadfence/);
+    assert.ok(take.includes("if (j != 0u && rk_k2k_ld_acquire(l.seq + i) != t + 1u) break;"));
+    // `seen` right after the loads (before the handler); the stamp is recorded after it.
+    assert.ok(
+      take.includes(
+        "rk_k2k_load(l, i, k.slot, env, d.stamps, &stamp); " +
+          "const unsigned long long seen = rk_gtime(); rk_handle(",
+      ),
+      take,
+    );
+    const load = cFunction(code, "rk_k2k_load");
+    assert.ok(load.includes("v[x] = rk_k2k_ld4(") && load.includes("env[c + x] = v[x];"));
+    assert.doesNotMatch(load, /env\[[^\]]*\] = rk_/);
+    // The output room is reckoned once per batch, for what the batch takes; the watch between
+    // polls of host memory is a tight loop of acquire loads.
+    assert.equal(cFunction(code, "rk_k2k_batch").match(/rk_out_room\(/g)?.length, 1);
+    const linger = cFunction(code, "rk_k2k_linger");
+    assert.doesNotMatch(linger, /rk_out_room|fence/);
+    assert.ok(
+      linger.includes(
+        "for (unsigned int s = 0u; s < RK_K2K_LINGER_SPIN && ready == 0u; ++s) { " +
+          "ready = rk_ready_count(rk_k2k_ld_acquire(word), head, lane); }",
+      ),
+      linger,
+    );
+    // The sender: the release fence, then the clock, then only the two stores that publish.
+    const write = cFunction(code, "rk_k2k_write");
+    assert.equal(
+      write.slice(write.lastIndexOf("rk_k2k_fence();")),
+      "rk_k2k_fence(); const unsigned long long now = rk_gtime(); " +
+        "rk_k2k_st_relaxed64(stamp_at, tag | (now & RK_K2K_STAMP_TIME)); " +
+        "rk_k2k_st_relaxed(seq_at, t + 1u); }",
+    );
+    assert.equal(write.match(/rk_gtime\(\)/g)?.length, 1);
+    assert.match(cFunction(code, "rk_k2k_record"), /rk_k2k_stamp_tag\(t\)/);
+  });
 
   it("passthrough (a receiver of any type): compiles with nvcc", {
     skip: nvccSkip,
@@ -262,6 +318,40 @@ describe("GPU K2K source", () => {
     );
   });
 });
+
+/** The persistent kernel source of a definition. */
+function src(def: KernelDefinition): string {
+  return emitPersistent(checkKernel(def), def.id).code;
+}
+
+/**
+ * The body of the C function `name` (its definition, braces included) in `code`, comments
+ * dropped and white space runs made one space.
+ */
+function cFunction(code: string, name: string): string {
+  const at = new RegExp(`\\b${name}\\([^;{]*\\)\\s*\\{`).exec(code);
+  assert.ok(at, `${name} is defined`);
+  let depth = 0;
+  for (let i = at.index + at[0].length - 1; i < code.length; i++) {
+    if (code[i] === "{") depth++;
+    else if (code[i] === "}" && --depth === 0) {
+      const body = code.slice(at.index + at[0].length - 1, i + 1);
+      return body.replace(/\/\/[^\n]*/g, "").replace(/\s+/g, " ");
+    }
+  }
+  throw new Error(`${name}: unbalanced braces`);
+}
+
+/** The most weak 16-byte loads (`ld.v4.u32`) in a row in the PTX with no local store between. */
+function longestLoadRun(ptx: string): number {
+  let run = 0;
+  let best = 0;
+  for (const line of ptx.split("\n")) {
+    if (/^\s*ld\.v4\.u32\b/.test(line)) best = Math.max(best, ++run);
+    else if (/^\s*st\.local\b/.test(line)) run = 0;
+  }
+  return best;
+}
 
 function base() {
   return {

@@ -18,7 +18,8 @@
  * per-kernel block (k2kBlockLayout)
  *   targets    u32 per send target: its route slot (0xFFFFFFFF: none)
  *   histogram  LatencyHistogram of delivery latency (receivers)
- *   stamps     u64 per lane slot: %globaltimer when the slot was published (receivers)
+ *   stamps     u64 per lane slot: the publication stamp, a tag naming the ticket (bit 15 set, 15
+ *              low bits of ticket + 1) << 48 | %globaltimer's low 48 bits (receivers)
  *   lane       an MPSC queue region in the layout of src/core/queue_layout.ts (receivers)
  * ```
  *
@@ -34,23 +35,27 @@
  * open bit and generation in one go (closed: `NotFound`); the sender caches the route's fields
  * per generation; the type and size are checked against the route (a mismatch is `NotFound` and
  * an error code in the sender's control block); a slot is reserved with a CAS on the lane's tail
- * (the MPSC protocol of `MpscQueue`), the envelope, length and stamp are written and the slot's
- * sequence word is published with a release store; the guard is left with a release fence and an
- * `atomicSub`. Device scope suffices: both kernels run on this GPU. A full lane is retried for up
- * to {@linkcode K2K_FULL_WAIT_NS} per handler call (a draining receiver frees slots within
- * microseconds); then the message is not sent and is counted as `QueueFull` — as on the CPU
- * backend, where `ctx.send` returns that receipt. Every send is counted exactly once in the
- * sender's runtime words: `k2kSent` = `k2kDelivered` + `k2kQueueFull` + `k2kNotFound`.
+ * (the MPSC protocol of `MpscQueue`), the envelope and length are written, a release fence waits
+ * for them, and the clock is read for the stamp right before the two stores that publish: the
+ * stamp (tagged with the ticket, since it is outside the release) and the slot's sequence word;
+ * the guard is left with a release fence and an `atomicSub`. Device scope suffices: both kernels
+ * run on this GPU. A full lane is retried for up to {@linkcode K2K_FULL_WAIT_NS} per handler call
+ * (a draining receiver frees slots within microseconds); then the message is not sent and is
+ * counted as `QueueFull` — as on the CPU backend, where `ctx.send` returns that receipt. Every
+ * send is counted exactly once in the sender's runtime words: `k2kSent` = `k2kDelivered` + `k2kQueueFull` + `k2kNotFound`.
  *
- * Receive: the device lane is polled in the same coalesced poll as the host lanes (an L2 load,
- * in flight together with the PCIe loads), and messages are handled in batches of their own,
+ * Receive: the device lane is polled in the same coalesced poll as the host lanes (an L2 load
+ * with acquire semantics, in flight together with the PCIe loads; lane 0's acquire of the head
+ * slot's word orders its reads of that slot, so a take has no fence, and a message's bytes, length
+ * and stamp are loaded in flight together), and messages are handled in batches of their own,
  * validated like host input by the same `rk_handle`; replies and outputs go to the receiver's
  * host output queue, as the CPU backend's worker writes them for K2K-delivered messages. While
  * K2K messages keep arriving (one within {@linkcode K2K_HOT_NS}), the warp watches the device lane
- * for up to {@linkcode K2K_LINGER_NS} before its next poll of host memory, so a hop does not wait
- * behind a PCIe round trip; host input is then polled at least that often. Each message's
- * delivery latency (its publication stamp to the moment the receiver takes it) is recorded in the
- * receiver's device histogram (`CudaRuntime.k2kDeliveryLatency`).
+ * for up to {@linkcode K2K_LINGER_NS} before its next poll of host memory (a tight loop of acquire
+ * loads, the clock read every {@linkcode K2K_LINGER_SPIN} polls), so a hop does not wait behind a
+ * PCIe round trip; host input is then polled at least that often. Each message's delivery latency
+ * (its publication stamp to the moment the receiver has its bytes) is recorded in the receiver's
+ * device histogram (`CudaRuntime.k2kDeliveryLatency`).
  *
  * Terminate: the receiver closes its route first, so a send racing it is `NotFound` or in the
  * lane; with `drain` it handles the lane's messages before it exits, otherwise the host copies
@@ -114,6 +119,17 @@ export const K2K_FULL_WAIT_NS = 20_000;
 export const K2K_LINGER_NS = 20_000;
 /** A kernel lingers while its last K2K message arrived less than this long ago (ns). */
 export const K2K_HOT_NS = 100_000;
+/** Polls of the device lane a lingering warp makes between two reads of the clock. */
+export const K2K_LINGER_SPIN = 8;
+/**
+ * Longest wait of a receiver for a message's publication stamp (ns). The sender stores the stamp
+ * right beside the sequence word, outside the release (see `rk_k2k_write`), so it may land a moment
+ * after the message; a stamp still missing then (only a sender stopped between two stores) is
+ * left out of the histogram.
+ */
+export const K2K_STAMP_WAIT_NS = 100_000;
+/** Bits of a publication stamp that hold `%globaltimer` (the rest tag the ticket). */
+export const K2K_STAMP_TIME_BITS = 48;
 /** Longest wait of a closing route for its senders to leave (ns); a send takes about 1 µs. */
 export const K2K_CLOSE_WAIT_NS = 100_000_000;
 /** The entry that closes a route from the host (in every persistent module). */
@@ -231,7 +247,7 @@ export interface K2kBlockLayout {
   readonly receives: boolean;
   /** The delivery-latency histogram (receivers; else -1). */
   readonly histogram: number;
-  /** The u64 publication stamps (receivers; else -1). */
+  /** The u64 publication stamps, tagged with their tickets (receivers; else -1). */
   readonly stamps: number;
   /** The lane (receivers; else -1). */
   readonly lane: number;
@@ -333,6 +349,13 @@ export function k2kDeclarations(spec: K2kSpec): string {
 #define RK_K2K_LINGER_NS ${K2K_LINGER_NS}ull
 #define RK_K2K_HOT_NS ${K2K_HOT_NS}ull
 #define RK_K2K_CLOSE_WAIT_NS ${K2K_CLOSE_WAIT_NS}ull
+#define RK_K2K_LINGER_SPIN ${K2K_LINGER_SPIN}u
+#define RK_K2K_STAMP_WAIT_NS ${K2K_STAMP_WAIT_NS}ull
+// A publication stamp: a tag naming the ticket above RK_K2K_STAMP_BITS bits of %globaltimer.
+#define RK_K2K_STAMP_BITS ${K2K_STAMP_TIME_BITS}u
+#define RK_K2K_STAMP_TIME ((1ull << RK_K2K_STAMP_BITS) - 1ull)
+// Vectors of an envelope lane 0 has in flight at once when it takes a K2K message.
+#define RK_K2K_LOAD_CHUNK 16u
 // rk_k2k_batch's \`ready\` when no poll counted the lane: count here.
 #define RK_K2K_POLL 0xFFFFFFFFu
 #define RK_K2K_DELIVERED 0u
@@ -412,12 +435,16 @@ __device__ __forceinline__ void rk_k2k_leave(unsigned int* guard) {
   atomicSub(guard, 2u);
 }
 
-// Writes the envelope into reserved ticket t of c's lane and publishes it (release store of its
-// sequence word). messageId is the sender's running send number; priority Normal.
+// Writes the envelope into reserved ticket t of c's lane and publishes it (a release pattern ending
+// in its sequence word). messageId is the sender's running send number; priority Normal.
 __device__ void rk_k2k_write(rk_kernel& k, const rk_k2k_dest& c, unsigned int t,
                              unsigned int type, unsigned int bytes, const unsigned int* payload) {
   const unsigned int i = t & c.mask;
   unsigned char* dst = c.lane + RK_Q_DATA_OFFSET(c.cap) + (unsigned long long)i * c.slot;
+  // Addresses of the publication, in registers before the fence (nothing to load after it).
+  unsigned long long* const stamp_at = c.stamps + i;
+  unsigned int* const seq_at = (unsigned int*)(c.lane + RK_Q_SEQ_OFFSET) + i;
+  const unsigned long long tag = rk_k2k_stamp_tag(t);
   const unsigned long long ts = rk_hlc_tick_now(k);
   const unsigned int id = ++k.k2k.msg_seq;
   const rk_u4 h0 = {RK_P_ENV_MAGIC, RK_P_ENV_VERSION, type, bytes};
@@ -434,8 +461,19 @@ __device__ void rk_k2k_write(rk_kernel& k, const rk_k2k_dest& c, unsigned int t,
     rk_st4(dst + RK_P_HDR + 16u * v, x);
   }
   ((volatile unsigned int*)(c.lane + RK_Q_LEN_OFFSET(c.cap)))[i] = RK_P_HDR + bytes;
-  ((volatile unsigned long long*)c.stamps)[i] = rk_gtime();
-  rk_k2k_st_release((volatile unsigned int*)(c.lane + RK_Q_SEQ_OFFSET) + i, t + 1u);
+  // Publication. PTX's release pattern is a fence.acq_rel followed by a strong write: the envelope
+  // and its length above are visible on this GPU before the sequence word below to a receiver that
+  // reads it with ld.acquire.gpu (rk_k2k_seq, rk_k2k_take). st.release.gpu is the same pattern in
+  // one instruction (MEMBAR.GPU, then the store); split, the clock is read after the fence has
+  // waited for the stores above, so the stamp is the moment the message is ready, taken right
+  // before the store that publishes it, and nothing slow sits between them. The stamp is stored
+  // outside the release, so it carries the ticket's tag and the receiver checks it
+  // (rk_k2k_record); stored first, it has landed by the time a receiver reads it, a round trip
+  // after seeing the word, unless the two stores took very different paths.
+  rk_k2k_fence();
+  const unsigned long long now = rk_gtime();
+  rk_k2k_st_relaxed64(stamp_at, tag | (now & RK_K2K_STAMP_TIME));
+  rk_k2k_st_relaxed(seq_at, t + 1u);
 }
 
 // One send of target \`target\` (lane 0, after the handler returned): RK_K2K_DELIVERED, _FULL
@@ -557,8 +595,18 @@ __device__ __forceinline__ unsigned int rk_k2k_ld_acquire(const volatile unsigne
   asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
-__device__ __forceinline__ void rk_k2k_st_release(volatile unsigned int* p, unsigned int v) {
-  asm volatile("st.release.gpu.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+__device__ __forceinline__ void rk_k2k_st_relaxed(unsigned int* p, unsigned int v) {
+  asm volatile("st.relaxed.gpu.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ void rk_k2k_st_relaxed64(unsigned long long* p, unsigned long long v) {
+  asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+// The publication stamp of ticket t taken at %globaltimer now: the tag (never 0, so a stamp never
+// written does not match; 15 bits of the ticket, and a lane has at most 4096 slots, so the stamp a
+// slot's previous ticket left does not match either) above the timer's low RK_K2K_STAMP_BITS bits
+// (they wrap after 78 hours; a delivery latency is their difference modulo that).
+__device__ __forceinline__ unsigned long long rk_k2k_stamp_tag(unsigned int t) {
+  return (unsigned long long)(0x8000u | ((t + 1u) & 0x7FFFu)) << RK_K2K_STAMP_BITS;
 }
 // Device scope: every producer and consumer of a device lane runs on this GPU.
 __device__ __forceinline__ void rk_k2k_fence() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }
@@ -660,12 +708,14 @@ __device__ void rk_k2k_close(rk_kernel& k, unsigned int lane) {
 
 // The device lane's part of a poll (the whole warp): lane i loads the sequence word of ticket
 // head + i (one coalesced L2 load; issue it with the poll's other loads), then every lane gets
-// the count of ready slots from rk_k2k_ready.
+// the count of ready slots from rk_k2k_ready. The load is ld.acquire.gpu: a message is taken by
+// lane 0, and the head message's sequence word is the one lane 0 loads here, so lane 0's own
+// acquire orders its reads of that slot after it (see rk_k2k_take) and the take needs no fence.
 __device__ __forceinline__ unsigned int rk_k2k_seq(const rk_kernel& k, unsigned int lane) {
   const rk_lane& l = k.k2k.lane;
   if (l.q == nullptr) return 0u;
   const unsigned int head = __shfl_sync(RK_P_FULL, l.head, 0);
-  return l.seq[(head + lane) & l.mask];
+  return rk_k2k_ld_acquire(l.seq + ((head + lane) & l.mask));
 }
 __device__ __forceinline__ unsigned int rk_k2k_ready(const rk_kernel& k, unsigned int seq,
                                                      unsigned int lane) {
@@ -674,9 +724,26 @@ __device__ __forceinline__ unsigned int rk_k2k_ready(const rk_kernel& k, unsigne
 }
 
 // Delivery latency into the device histogram (LatencyHistogram's layout and buckets; one
-// writer: lane 0). The bucket count is a fire-and-forget atomic, so nothing waits on L2.
-__device__ void rk_k2k_record(rk_k2k& d, unsigned long long ns) {
+// writer: lane 0): seen minus the publication stamp of ticket t in slot i (loaded with the
+// message, in flight with its bytes). The stamp is stored beside the release, not inside it (see
+// rk_k2k_write), so its tag is checked, and a stamp not yet landed is read again; one that never
+// lands (a sender stopped between its two stores) is left out rather than guessed. The bucket
+// count is a fire-and-forget atomic, so nothing waits on L2.
+__device__ void rk_k2k_record(rk_k2k& d, unsigned int i, unsigned int t, unsigned long long stamp,
+                              unsigned long long seen) {
   if (d.hist == nullptr) return;
+  const unsigned long long tag = rk_k2k_stamp_tag(t);
+  if ((stamp & ~RK_K2K_STAMP_TIME) != tag) {
+    const unsigned long long t0 = rk_gtime();
+    do {
+      stamp = d.stamps[i];
+    } while ((stamp & ~RK_K2K_STAMP_TIME) != tag && rk_gtime() - t0 < RK_K2K_STAMP_WAIT_NS);
+    if ((stamp & ~RK_K2K_STAMP_TIME) != tag) return;
+  }
+  // Modulo the timer bits; a difference in the upper half is a negative one (a clock read out of
+  // order), as the old clamp counted it: 0.
+  unsigned long long ns = (seen - stamp) & RK_K2K_STAMP_TIME;
+  if (ns > (RK_K2K_STAMP_TIME >> 1)) ns = 0ull;
   unsigned long long units = ns * 4ull;
   unsigned int b;
   if (units < 64ull) b = (unsigned int)units;
@@ -699,26 +766,86 @@ __device__ void rk_k2k_record(rk_k2k& d, unsigned long long ns) {
   *(volatile unsigned long long*)(d.hist + 24u) = d.h_count;
 }
 
-// Handles n ready messages of the device lane (lane 0; an output slot reserved for each).
-__device__ void rk_k2k_take(rk_kernel& k, unsigned int n) {
+// Weak (cached) loads of a slot's bytes, ordered after the acquire that saw the slot published.
+// Weak, so that one thread's loads of one line are one L1 miss that the others wait on, in flight
+// together, where strong loads (which bypass L1) of one line from one thread may be served one
+// after another (as mapped host memory measured). A stale line cannot be hit: the acquire's L1
+// invalidation comes after the slot's previous use, and in the PTX model the acquire orders these
+// loads whatever the caches do.
+__device__ __forceinline__ rk_u4 rk_k2k_ld4(const unsigned char* p) {
+  rk_u4 v;
+  asm volatile("ld.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ unsigned int rk_k2k_ld(const volatile unsigned int* p) {
+  unsigned int v;
+  asm volatile("ld.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// Loads (lane 0) a K2K slot for rk_handle: its first RK_P_ENV_ARRAY vectors into env, its length
+// and its publication stamp, every load in flight together: one L2 round trip for a message of
+// up to RK_K2K_LOAD_CHUNK vectors. The vectors go to registers first and into env only after the
+// last load is issued: env lives in local memory (rk_handle takes its address), and storing each
+// vector as it is loaded makes the next load wait for the previous one's data (one round trip per
+// vector, what this replaced). The stamp's load is strong: it may be read again (rk_k2k_record).
+__device__ __forceinline__ unsigned int rk_k2k_load(const rk_lane& l, unsigned int i,
+                                                    unsigned int slot, rk_u4* env,
+                                                    const volatile unsigned long long* stamps,
+                                                    unsigned long long* stamp) {
+  const unsigned char* src = l.data + (unsigned long long)i * slot;
+  const unsigned int length = rk_k2k_ld(l.lens + i);
+#pragma unroll
+  for (unsigned int c = 0u; c < RK_P_ENV_ARRAY; c += RK_K2K_LOAD_CHUNK) {
+    rk_u4 v[RK_K2K_LOAD_CHUNK];
+#pragma unroll
+    for (unsigned int x = 0u; x < RK_K2K_LOAD_CHUNK; ++x) {
+      if (c + x < RK_P_ENV_ARRAY) v[x] = rk_k2k_ld4(src + 16u * (c + x));
+    }
+    if (c == 0u) *stamp = stamps[i];
+#pragma unroll
+    for (unsigned int x = 0u; x < RK_K2K_LOAD_CHUNK; ++x) {
+      if (c + x < RK_P_ENV_ARRAY) env[c + x] = v[x];
+    }
+  }
+  return length;
+}
+
+// Handles (lane 0) up to n ready messages of the device lane, an output slot reserved for each;
+// returns how many it took (the head moves on by that many).
+//
+// Ordering, with no fence: the PTX memory model orders a load after an ld.acquire of the same
+// thread that read the value of a release pattern (the sender's fence.acq_rel and sequence-word
+// store, rk_k2k_write): the acquire synchronizes with the release, so the envelope and length
+// written before the release are what the later loads see (the stamp, written after the fence,
+// is checked instead: rk_k2k_record). Message 0's sequence word was read by this lane (lane 0)
+// itself with ld.acquire.gpu in the poll (rk_k2k_seq; a ready count of at least 1 is lane 0's
+// own observation, ballot bit 0). The other ready words were read by other lanes; their
+// acquires order those lanes' loads, and the PTX model does not spell out that a warp barrier (bar.warp.sync) carries them over to lane 0,
+// so lane 0 reads each of those words again with ld.acquire.gpu before that message's loads, and
+// stops at one that it does not see published (the rest are taken in a later batch). A batch of
+// one, the hot K2K case, has no extra load.
+__device__ unsigned int rk_k2k_take(rk_kernel& k, unsigned int n) {
   rk_k2k& d = k.k2k;
   rk_lane& l = d.lane;
-  // Acquire: the slots' bytes are read only after their sequence words said they are published.
-  rk_k2k_fence();
-  for (unsigned int j = 0u; j < n; ++j) {
-    const unsigned int i = (l.head + j) & l.mask;
-    const unsigned char* src = l.data + (unsigned long long)i * k.slot;
+  const unsigned int head = l.head;
+  unsigned int j = 0u;
+  for (; j < n; ++j) {
+    const unsigned int t = head + j;
+    const unsigned int i = t & l.mask;
+    if (j != 0u && rk_k2k_ld_acquire(l.seq + i) != t + 1u) break;
     rk_u4 env[RK_P_ENV_ARRAY];
-    for (unsigned int x = 0u; x < RK_P_ENV_ARRAY; ++x) env[x] = rk_ld4(src + 16u * x);
-    const unsigned int length = l.lens[i];
+    unsigned long long stamp;
+    const unsigned int length = rk_k2k_load(l, i, k.slot, env, d.stamps, &stamp);
+    // The receiver has the message: its vectors are in env (the stores to env waited for them).
     const unsigned long long seen = rk_gtime();
-    rk_handle(k, src, env, length);
-    // Read after the handler: the stamp's load is not on the way to the handler's own sends.
-    const unsigned long long stamp = d.stamps[i];
-    rk_k2k_record(d, seen > stamp ? seen - stamp : 0ull);
+    rk_handle(k, l.data + (unsigned long long)i * k.slot, env, length);
+    rk_k2k_record(d, i, t, stamp, seen);
   }
-  l.head += n;
+  l.head += j;
   d.last_rx = rk_gtime();
+  return j;
 }
 
 // Stores the device lane's head once the batch's reads are done (after the release fence), so
@@ -746,6 +873,10 @@ __device__ void rk_k2k_words(rk_kernel& k) {
 // (\`ready\` from the poll, or RK_K2K_POLL to count here), no more than free output slots,
 // published as rk_batch publishes (replies, state, counters, one release fence, the output tail)
 // and then the lane's head. Returns how many (every lane); sets *full when no slot was free.
+// The output queue's head (host memory: a PCIe read) is read again only when the cached one
+// leaves fewer free slots than this batch takes, not whenever it leaves fewer than batch_max.
+// \`ready\` must be what rk_k2k_ready counted from rk_k2k_seq's loads at the current head: the
+// take relies on lane 0 having read the head slot's word with an acquire (rk_k2k_take).
 __device__ unsigned int rk_k2k_batch(rk_kernel& k, unsigned int batch_max, unsigned int ready,
                                      bool* full, unsigned int lane) {
   if (k.k2k.lane.q == nullptr) return 0u;
@@ -754,11 +885,10 @@ __device__ unsigned int rk_k2k_batch(rk_kernel& k, unsigned int batch_max, unsig
   unsigned int n = 0u;
   unsigned int room = 0u;
   if (lane == 0u) {
-    room = rk_out_room(k.out, batch_max);
-    n = ready < room ? ready : room;
-    if (n != 0u) {
+    room = rk_out_room(k.out, ready < batch_max ? ready : batch_max);
+    if (room != 0u) {
       k.out.count = 0u;
-      rk_k2k_take(k, n);
+      n = rk_k2k_take(k, room);
       rk_k2k_words(k);
       rk_write_back_state(k);
       rk_st64(&k.cb->hlc, k.hlc);
@@ -782,16 +912,29 @@ __device__ unsigned int rk_k2k_batch(rk_kernel& k, unsigned int batch_max, unsig
 
 // While K2K messages keep arriving, the warp watches the device lane for up to
 // RK_K2K_LINGER_NS before the next poll of host memory (called at the top of the main loop).
+// The watch is a tight loop: each lane's sequence word address is fixed while the head stays, and
+// the clock is read (and broadcast) once per RK_K2K_LINGER_SPIN polls, not once per poll: polls
+// follow each other one L2 round trip and a dozen instructions apart.
 __device__ void rk_k2k_linger(rk_kernel& k, unsigned int state, unsigned int batch_max,
                               unsigned int lane) {
-  if (state != RK_STATE_ACTIVE || k.k2k.lane.q == nullptr) return;
+  const rk_lane& l = k.k2k.lane;
+  if (state != RK_STATE_ACTIVE || l.q == nullptr) return;
   const unsigned long long t0 = __shfl_sync(RK_P_FULL, rk_gtime(), 0);
-  if (t0 - __shfl_sync(RK_P_FULL, k.k2k.last_rx, 0) > RK_K2K_HOT_NS) return;
+  unsigned long long rx = __shfl_sync(RK_P_FULL, k.k2k.last_rx, 0);
+  if (t0 - rx > RK_K2K_HOT_NS) return;
   for (;;) {
-    bool full = false;
-    if (rk_k2k_batch(k, batch_max, RK_K2K_POLL, &full, lane) == 0u && full) return;
+    const unsigned int head = __shfl_sync(RK_P_FULL, l.head, 0);
+    const volatile unsigned int* word = l.seq + ((head + lane) & l.mask);
+    unsigned int ready = 0u;
+    for (unsigned int s = 0u; s < RK_K2K_LINGER_SPIN && ready == 0u; ++s) {
+      ready = rk_ready_count(rk_k2k_ld_acquire(word), head, lane);
+    }
+    if (ready != 0u) {
+      bool full = false;
+      if (rk_k2k_batch(k, batch_max, ready, &full, lane) == 0u && full) return;
+      rx = __shfl_sync(RK_P_FULL, k.k2k.last_rx, 0);
+    }
     const unsigned long long now = __shfl_sync(RK_P_FULL, rk_gtime(), 0);
-    const unsigned long long rx = __shfl_sync(RK_P_FULL, k.k2k.last_rx, 0);
     if (now - t0 > RK_K2K_LINGER_NS || now - rx > RK_K2K_HOT_NS) return;
   }
 }
