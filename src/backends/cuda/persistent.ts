@@ -1267,12 +1267,12 @@ export const BULK_TURN_BUDGET = 65536;
  * the histogram, the state and the outbox.
  */
 export function bulkStageBytes(s: {
-  readonly handler?: unknown;
+  readonly hasHandler: boolean;
   readonly inputSize: number;
   readonly stateSize: number;
   readonly outboxBytes: number;
 }): number {
-  if (s.handler === undefined || s.inputSize === 0) return 0;
+  if (!s.hasHandler || s.inputSize === 0) return 0;
   const state = s.stateSize <= SHARED_STATE_LIMIT ? round16(s.stateSize) : 0;
   const used = LatencyHistogram.bucketCount * 8 + 32 + s.outboxBytes + state + 1024;
   const room = Math.min(BULK_STAGE_MAX, SHARED_LIMIT - used);
@@ -1282,7 +1282,7 @@ export function bulkStageBytes(s: {
 
 function stageBytesOf(s: LoopSpec): number {
   return bulkStageBytes({
-    handler: s.handler,
+    hasHandler: s.handler !== undefined,
     inputSize: s.inputSize,
     stateSize: s.stateSize,
     outboxBytes: 4 * k2kOutboxWords(s.k2k),
@@ -1363,10 +1363,11 @@ function bulkDefines(s: LoopSpec): string {
 /**
  * The bulk path (handler kernels): a batch descriptor in an input lane names `count` messages of
  * the input type packed in device memory, copied there by the host's copy stream, which then
- * stores `seq` into the fence word. The warp copies them into shared memory a group at a time
- * (coalesced loads of L2, many in flight) and handles 32 at a time: on its 32 lanes at once when
- * the handler is lane-parallel (`laneParallelPlan`: state only reduced), else one after another
- * on lane 0, in order, exactly as single messages.
+ * stores `seq` into the fence word. Lane-parallel handlers (`laneParallelPlan`: state only
+ * reduced) without outputs take the direct path ({@linkcode bulkDirect}: every warp of the block,
+ * messages straight into registers). Otherwise the warp copies them into shared memory a group
+ * at a time (coalesced loads of L2, many in flight) and handles 32 at a time: on its 32 lanes at
+ * once when lane-parallel, else one after another on lane 0, in order, exactly as single messages.
  */
 function bulkSource(s: LoopSpec): string {
   const h = s.handler;
@@ -1562,6 +1563,39 @@ __device__ bool rk_bulk(rk_kernel& k, const rk_u4* env, unsigned int lane) {
 }
 
 /**
+ * A lane's private delta of the state for lane-parallel handlers: its declaration (identity
+ * values: 0, and ~0 for `&=` fields) and the warp reduction of each reduced field, whose result
+ * `v` lane 0 then uses as `apply(type, offset, op)` says.
+ */
+function laneDelta(
+  h: NonNullable<LoopSpec["handler"]>,
+  plan: { readonly reductions: readonly StateReduction[] },
+  indent: string,
+  apply: (type: string, offset: number, op: string) => string,
+): { declare: string; reduce: string } {
+  const bytes = h.stateType === undefined ? "(unsigned char*)rk_d" : "(unsigned char*)&rk_d";
+  const declare = h.stateType === undefined
+    ? `unsigned int rk_d_word = 0u;\n${indent}unsigned int* rk_d = &rk_d_word;`
+    : `${h.stateType} rk_d = {};`;
+  const andInits = plan.reductions.filter((r) => r.op === "and").map((r) => {
+    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
+    return `\n${indent}*(${t}*)(${bytes} + ${r.offset}u) = (${t})~0ull;`;
+  }).join("");
+  const reduce = plan.reductions.map((r) => {
+    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
+    const wide = SCALAR_SIZE[r.storage] === 8 ? "unsigned long long" : "unsigned int";
+    const op = REDUCE_OP[r.op];
+    return `{ // state.${r.field} (${r.op})
+${indent}  ${wide} v = (${wide})*(const ${t}*)(${bytes} + ${r.offset}u);
+#pragma unroll
+${indent}  for (unsigned int o = 16u; o > 0u; o >>= 1u) v = v ${op} __shfl_xor_sync(RK_P_FULL, v, o);
+${indent}  if (lane == 0u) ${apply(t, r.offset, op)}
+${indent}}`;
+  }).join(`\n${indent}`);
+  return { declare: declare + andInits, reduce };
+}
+
+/**
  * The direct path's device code (see {@linkcode bulkDirect}): the job warp 0 hands out, each
  * warp's share (chunk c of 32 messages goes to warp c % RK_P_BULK_WARPS, RK_P_BULK_UNROLL chunks'
  * loads in flight per lane), the helper warps' loop, and the fold of the warps' reductions.
@@ -1572,25 +1606,12 @@ function directSource(
 ): string {
   const h = s.handler!;
   const deltaType = h.stateType ?? "unsigned int";
-  const delta = h.stateType === undefined
-    ? "unsigned int rk_d_word = 0u;\n  unsigned int* rk_d = &rk_d_word;"
-    : `${h.stateType} rk_d = {};`;
-  const deltaBytes = h.stateType === undefined ? "(unsigned char*)rk_d" : "(unsigned char*)&rk_d";
-  const andInits = plan.reductions.filter((r) => r.op === "and").map((r) => {
-    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
-    return `*(${t}*)(${deltaBytes} + ${r.offset}u) = (${t})~0ull;`;
-  }).join("\n  ");
-  const reduce = plan.reductions.map((r) => {
-    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
-    const wide = SCALAR_SIZE[r.storage] === 8 ? "unsigned long long" : "unsigned int";
-    const op = REDUCE_OP[r.op];
-    return `{ // state.${r.field} (${r.op})
-    ${wide} v = (${wide})*(const ${t}*)(${deltaBytes} + ${r.offset}u);
-#pragma unroll
-    for (unsigned int o = 16u; o > 0u; o >>= 1u) v = v ${op} __shfl_xor_sync(RK_P_FULL, v, o);
-    if (lane == 0u) *(${t}*)(rk_bulk_part[warp] + ${r.offset}u) = (${t})v;
-  }`;
-  }).join("\n  ");
+  const lanes = laneDelta(
+    h,
+    plan,
+    "  ",
+    (t, offset) => `*(${t}*)(rk_bulk_part[warp] + ${offset}u) = (${t})v;`,
+  );
   const fold = plan.reductions.map((r) => {
     const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
     const op = REDUCE_OP[r.op];
@@ -1618,8 +1639,7 @@ __device__ void rk_bulk_share(unsigned int warp, unsigned int lane) {
   const unsigned int pos = rk_bulk_job.pos;
   const unsigned int end = rk_bulk_job.end;
   const unsigned int chunks = (end - pos + 31u) / 32u;
-  ${delta}
-  ${andInits}
+  ${lanes.declare}
   unsigned int rk_out_val = 0u;
   unsigned int rk_replied = 0u;
   ${h.ctxStruct} rk_c;
@@ -1648,7 +1668,7 @@ __device__ void rk_bulk_share(unsigned int warp, unsigned int lane) {
       }
     }
   }
-  ${reduce}
+  ${lanes.reduce}
 }
 
 #if RK_P_BULK_WARPS > 1
@@ -1694,28 +1714,11 @@ function parallelGroupSource(
   plan: { readonly reductions: readonly StateReduction[] },
 ): string {
   const h = s.handler!;
-  const delta = h.stateType === undefined
-    ? "unsigned int rk_d_word = 0u;\n    unsigned int* rk_d = &rk_d_word;"
-    : `${h.stateType} rk_d = {};`;
-  const deltaBytes = h.stateType === undefined ? "" : "(unsigned char*)&rk_d";
-  const andInits = plan.reductions.filter((r) => r.op === "and").map((r) => {
-    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
-    return `*(${t}*)(${deltaBytes} + ${r.offset}u) = (${t})~0ull;`;
-  }).join("\n    ");
-  const reductions = plan.reductions.map((r) => {
-    const t = UNSIGNED_OF[SCALAR_SIZE[r.storage]];
-    const wide = SCALAR_SIZE[r.storage] === 8 ? "unsigned long long" : "unsigned int";
-    const op = REDUCE_OP[r.op];
-    return `{ // state.${r.field} (${r.op})
-      ${wide} v = (${wide})*(const ${t}*)(${deltaBytes} + ${r.offset}u);
-#pragma unroll
-      for (unsigned int o = 16u; o > 0u; o >>= 1u) v = v ${op} __shfl_xor_sync(RK_P_FULL, v, o);
-      if (lane == 0u) {
-        ${t}* p = (${t}*)(k.state + ${r.offset}u);
+  const lanes = laneDelta(h, plan, "    ", (t, offset, op) =>
+    `{
+        ${t}* p = (${t}*)(k.state + ${offset}u);
         *p = (${t})(*p ${op} (${t})v);
-      }
-    }`;
-  }).join("\n    ");
+      }`);
   const outDecl = h.outType === undefined
     ? "unsigned int rk_out_val = 0u;"
     : `${h.outType} rk_out_val = {};`;
@@ -1770,8 +1773,7 @@ function parallelGroupSource(
 // +,-,|,&,^ commute). Outputs go out per chunk of 32, in message order.
 __device__ void rk_bulk_group(rk_kernel& k, unsigned int g, const unsigned int* w, unsigned int lane) {
   const unsigned long long t0 = rk_gtime();
-  ${delta}
-  ${andInits}
+  ${lanes.declare}
   for (unsigned int c0 = 0u; c0 < g; c0 += 32u) {
     const unsigned int m = g - c0 < 32u ? g - c0 : 32u;
     ${outDecl}
@@ -1788,7 +1790,7 @@ __device__ void rk_bulk_group(rk_kernel& k, unsigned int g, const unsigned int* 
     }
 ${outputs}
   }
-  ${reductions}
+  ${lanes.reduce}
   if (lane == 0u) {
     // A chunk's 32 messages ran at once: each took the chunk's share of the group's time.
     k.pending_processed += g;
