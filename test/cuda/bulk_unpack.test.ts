@@ -77,5 +77,10 @@ describe("unpackBatch", () => {
     const plain = encodeEnvelope({ typeId: TYPE, destKernel: 9 }, new Uint8Array(STRIDE));
     assert.equal(unpackBatch(plain, src), undefined);
     assert.equal(unpackBatch(descriptor(4, 4), src), undefined);
+    // Malformed bytes (too short, or a descriptor's typeId with a bad header) never throw.
+    assert.equal(unpackBatch(new Uint8Array(10), src), undefined);
+    const bad = descriptor(3, 4);
+    bad[0] ^= 0xff; // the magic
+    assert.equal(unpackBatch(bad, src), undefined);
   });
 });

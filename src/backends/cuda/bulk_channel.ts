@@ -23,7 +23,12 @@
  */
 
 import type { CudaContext, CudaStream, DevicePtr, HostAllocation } from "../../../ffi/cuda.ts";
-import { decodeEnvelope, encodeEnvelope } from "../../core/envelope.ts";
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  ENVELOPE_HEADER_BYTES,
+  EnvelopeOffset,
+} from "../../core/envelope.ts";
 import { BULK_BATCH_TYPE_ID } from "../../runtime/kernel_memory.ts";
 import { BULK_DESCRIPTOR_BYTES } from "./persistent.ts";
 
@@ -78,10 +83,19 @@ export interface UnpackSource {
  * undefined for any other envelope, or a batch no longer in the channel.
  */
 export function unpackBatch(envelope: Uint8Array, src: UnpackSource): Uint8Array[] | undefined {
-  const { header, payload } = decodeEnvelope(envelope, { checksum: "ignore" });
-  if (header.typeId !== BULK_BATCH_TYPE_ID || payload.byteLength < BULK_DESCRIPTOR_BYTES) {
+  // Runs on every returned envelope while a kernel's exit is handled: never throws; anything not
+  // a well-formed descriptor is returned as it is.
+  if (envelope.byteLength < ENVELOPE_HEADER_BYTES + BULK_DESCRIPTOR_BYTES) return undefined;
+  const head = new DataView(envelope.buffer, envelope.byteOffset, ENVELOPE_HEADER_BYTES);
+  if (head.getUint32(EnvelopeOffset.typeId, true) !== BULK_BATCH_TYPE_ID) return undefined;
+  let decoded: ReturnType<typeof decodeEnvelope>;
+  try {
+    decoded = decodeEnvelope(envelope, { checksum: "ignore" });
+  } catch {
     return undefined;
   }
+  const { header, payload } = decoded;
+  if (payload.byteLength < BULK_DESCRIPTOR_BYTES) return undefined;
   const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const typeId = v.getUint32(24, true);
   const seq = v.getUint32(28, true);
