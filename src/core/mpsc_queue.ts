@@ -49,7 +49,7 @@ export class MpscQueue extends RingQueue {
 
   /** Allocates a SharedArrayBuffer (or an ArrayBuffer with `shared: false`) holding a new queue. */
   static create(options: QueueCreateOptions): MpscQueue {
-    const { byteLength } = queueLayout(options.capacity, options.slotSize);
+    const { byteLength } = queueLayout(options.capacity, options.slotSize, options.sealed);
     const buffer = allocateQueueBuffer(byteLength, options.shared ?? true);
     return MpscQueue.init(buffer, 0, options);
   }

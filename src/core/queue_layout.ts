@@ -20,7 +20,8 @@
  * 12      u32           capacity (power of two, 2..2^30)
  * 16      u32           slotSize (data bytes per slot, multiple of 16)
  * 20      u32           mask (capacity - 1)
- * 24..127               reserved, zero
+ * 24      u32           flags (QueueFlag: bit 0 sealed slots)
+ * 28..127               reserved, zero
  * 128     u32           tail: producers' counter (MPSC: reservation counter)   [producers' line]
  * 132     u32           rejectedFull: messages refused because the queue was full
  * 136..255              reserved, zero
@@ -36,6 +37,13 @@
  * D       u8[c * slotSize] data, D = align128(512 + 8 * capacity)
  * ```
  * The region's byte length is `align128(D + capacity * slotSize)`, so regions pack back to back.
+ *
+ * A **sealed** region (flag bit 0) carries every message as a stream, the u32 length then the
+ * bytes, cut into 12-byte pieces; piece j fills words 0-2 of the slot's 16-byte vector j and word 3
+ * holds the seal of the slot's ticket t, `t + 1`. A reader that loads a vector and finds the seal
+ * knows the vector is this message's, whatever order its loads were served in, so a GPU can load a
+ * slot's bytes in the same PCIe round trip as its sequence word, with no fence (see
+ * {@linkcode SEALED_VECTOR_BYTES}; docs/queues.md says where the CUDA integration stands).
  * {@linkcode queueHeaderC} and {@linkcode queueHeaderWgsl} generate the header structs from
  * {@linkcode QueueOffset}.
  * @module
@@ -66,6 +74,31 @@ export const QueueKind = {
 /** The numeric kind stored in a queue header. */
 export type QueueKind = typeof QueueKind[keyof typeof QueueKind];
 
+/** Bits of the header's `flags` word. */
+export const QueueFlag = {
+  /** Sealed slots: every 16-byte vector of a message carries its ticket's seal (see above). */
+  Sealed: 1,
+} as const;
+
+/**
+ * Message bytes a sealed slot keeps per 16-byte vector; the fourth word is the seal. The seal
+ * makes a vector self-validating only if a vector is read and written as one piece: true of the
+ * GPU's 16-byte loads and stores of mapped host memory on the H100 (one PCIe request each, one
+ * cache line), and of the host's word stores read in program order (x86 keeps stores in order;
+ * the seal is stored last, with `Atomics.store`). GPU tests check every message's bytes.
+ */
+export const SEALED_VECTOR_BYTES = 12;
+
+/** The seal of ticket `t` (u32 as a signed 32-bit value): `t + 1`. */
+export const sealOf = (t: number): number => (t + 1) | 0;
+
+/** 16-byte vectors a sealed message of `length` bytes spans (its u32 length first). */
+export const sealedVectors = (length: number): number =>
+  Math.ceil((4 + length) / SEALED_VECTOR_BYTES) || 1;
+
+/** Slot stride that holds a sealed message of `maxMessage` bytes (a multiple of 16). */
+export const sealedSlotSize = (maxMessage: number): number => 16 * sealedVectors(maxMessage);
+
 /** Byte offsets of the fixed words, relative to the start of the region. */
 export const QueueOffset = {
   magic: 0,
@@ -74,6 +107,7 @@ export const QueueOffset = {
   capacity: 12,
   slotSize: 16,
   mask: 20,
+  flags: 24,
   tail: 128,
   rejectedFull: 132,
   head: 256,
@@ -98,6 +132,7 @@ export const QueueWord = {
   capacity: QueueOffset.capacity >> 2,
   slotSize: QueueOffset.slotSize >> 2,
   mask: QueueOffset.mask >> 2,
+  flags: QueueOffset.flags >> 2,
   tail: QueueOffset.tail >> 2,
   head: QueueOffset.head >> 2,
   rejectedFull: QueueOffset.rejectedFull >> 2,
@@ -111,8 +146,12 @@ export const QueueWord = {
 export interface QueueRegionLayout {
   /** Number of slots. */
   readonly capacity: number;
-  /** Data bytes per slot. */
+  /** Bytes per slot: the stride of the data array. */
   readonly slotSize: number;
+  /** Whether slots are sealed (see the module docs). */
+  readonly sealed: boolean;
+  /** Largest message: `slotSize`, or what a sealed slot of that stride holds. */
+  readonly maxMessage: number;
   /** Offset of `seq[capacity]` (always {@linkcode QUEUE_HEADER_BYTES}). */
   readonly seqOffset: number;
   /** Offset of `len[capacity]`. */
@@ -134,6 +173,12 @@ export interface QueueOptions {
    * 2^32 to exercise counter wrap-around.
    */
   initialCounter?: number;
+  /**
+   * Sealed slots (see the module docs): each 16-byte vector carries 12 message bytes and its
+   * ticket's seal, so a reader validates a slot from its bytes alone. `slotSize` stays the
+   * largest message; the stride grows to {@linkcode sealedSlotSize} of it. Default false.
+   */
+  sealed?: boolean;
 }
 
 /** Options of `SpscQueue.create` and `MpscQueue.create`. */
@@ -177,19 +222,26 @@ export function normalizeSlotSize(slotSize: number = DEFAULT_SLOT_SIZE): number 
   return Math.ceil(slotSize / QUEUE_SLOT_ALIGN) * QUEUE_SLOT_ALIGN;
 }
 
-/** Where everything lives in a region of the given capacity and slot size. */
+/**
+ * Where everything lives in a region of the given capacity and slot size. Sealed: `slotSize` is
+ * the largest message and the layout's `slotSize` the stride that holds it sealed.
+ */
 export function queueLayout(
   capacity: number,
   slotSize: number = DEFAULT_SLOT_SIZE,
+  sealed = false,
 ): QueueRegionLayout {
   checkQueueCapacity(capacity);
-  const slot = normalizeSlotSize(slotSize);
+  const rounded = normalizeSlotSize(slotSize); // validates slotSize too
+  const slot = sealed ? sealedSlotSize(slotSize) : rounded;
   const seqOffset = QUEUE_HEADER_BYTES;
   const lenOffset = seqOffset + 4 * capacity;
   const dataOffset = Math.ceil((lenOffset + 4 * capacity) / QUEUE_ALIGN) * QUEUE_ALIGN;
   return {
     capacity,
     slotSize: slot,
+    sealed,
+    maxMessage: sealed ? (slot / 16) * SEALED_VECTOR_BYTES - 4 : slot,
     seqOffset,
     lenOffset,
     dataOffset,
@@ -207,8 +259,12 @@ export function queueLayout(
  * console.log(queueByteLength(1024, 64)); // 512 + 8 KiB of seq/len + 64 KiB of data
  * ```
  */
-export function queueByteLength(capacity: number, slotSize: number = DEFAULT_SLOT_SIZE): number {
-  return queueLayout(capacity, slotSize).byteLength;
+export function queueByteLength(
+  capacity: number,
+  slotSize: number = DEFAULT_SLOT_SIZE,
+  sealed = false,
+): number {
+  return queueLayout(capacity, slotSize, sealed).byteLength;
 }
 
 function checkRegionStart(buffer: ArrayBufferLike, byteOffset: number): void {
@@ -249,7 +305,8 @@ export function initQueueRegion(
   options: QueueOptions,
 ): QueueRegionLayout {
   checkRegionStart(buffer, byteOffset);
-  const layout = queueLayout(options.capacity, options.slotSize);
+  const sealed = options.sealed === true;
+  const layout = queueLayout(options.capacity, options.slotSize, sealed);
   checkFits(buffer, byteOffset, layout);
   const start = options.initialCounter ?? 0;
   if (!Number.isInteger(start) || start < 0 || start > 0xffff_ffff) {
@@ -267,12 +324,27 @@ export function initQueueRegion(
   header[QueueWord.capacity] = capacity;
   header[QueueWord.slotSize] = layout.slotSize;
   header[QueueWord.mask] = capacity - 1;
+  header[QueueWord.flags] = sealed ? QueueFlag.Sealed : 0;
   header[QueueWord.tail] = start | 0;
   header[QueueWord.head] = start | 0;
   // Slot of ticket t starts "free for t" (seq = t), never "published" (seq = t + 1).
   const seq = new Int32Array(buffer, byteOffset + layout.seqOffset, capacity);
   for (let j = 0; j < capacity; j++) seq[(start + j) & (capacity - 1)] = (start + j) | 0;
   new Uint32Array(buffer, byteOffset + layout.lenOffset, capacity).fill(0);
+  if (sealed) {
+    // Every vector sealed for the ticket a lap before the slot's first: never taken as written.
+    const words = new Int32Array(
+      buffer,
+      byteOffset + layout.dataOffset,
+      (capacity * layout.slotSize) / 4,
+    );
+    const perSlot = layout.slotSize >> 2;
+    for (let j = 0; j < capacity; j++) {
+      const base = ((start + j) & (capacity - 1)) * perSlot;
+      const seal = sealOf(start + j - capacity);
+      for (let w = 3; w < perSlot; w += 4) words[base + w] = seal;
+    }
+  }
   Atomics.store(header, QueueWord.magic, QUEUE_MAGIC | 0);
   return layout;
 }
@@ -328,7 +400,20 @@ export function openQueueRegion(
       }`,
     );
   }
-  const layout = queueLayout(capacity, slotSize);
+  const flags = header[QueueWord.flags];
+  if ((flags & ~QueueFlag.Sealed) !== 0) {
+    throw new ValidationError(
+      ErrorCode.InvalidLayout,
+      `corrupt queue header at offset ${byteOffset}: unknown flags 0x${flags.toString(16)}`,
+    );
+  }
+  const sealed = (flags & QueueFlag.Sealed) !== 0;
+  // A sealed header stores the stride; the layout is computed from the largest message it holds.
+  const layout = queueLayout(
+    capacity,
+    sealed ? (slotSize / 16) * SEALED_VECTOR_BYTES - 4 : slotSize,
+    sealed,
+  );
   checkFits(buffer, byteOffset, layout);
   return layout;
 }
@@ -353,6 +438,7 @@ const QUEUE_HEADER_WORDS: Record<Exclude<keyof typeof QueueOffset, "seq">, Queue
   capacity: { atomic: false, doc: "slots, a power of two" },
   slotSize: { atomic: false, doc: "data bytes per slot, a multiple of 16" },
   mask: { atomic: false, doc: "capacity - 1" },
+  flags: { atomic: false, doc: "QueueFlag bits (1: sealed slots)" },
   tail: { atomic: true, doc: "producers' counter (MPSC: reservations)" },
   rejectedFull: { atomic: true, doc: "messages refused because the queue was full" },
   head: { atomic: true, doc: "consumer's counter" },
@@ -433,6 +519,7 @@ export function queueHeaderC(options: { name?: string; asserts?: boolean } = {})
     ...queueKindConstants((k, v) => `#define ${k} ${v}u`),
     `#define RK_Q_ALIGN ${QUEUE_ALIGN}u`,
     `#define RK_Q_HEADER_BYTES ${QUEUE_HEADER_BYTES}u`,
+    `#define RK_Q_FLAG_SEALED ${QueueFlag.Sealed}u`,
     "// Byte offsets from the region start of seq[capacity], len[capacity] and the data array,",
     "// and the region length (64-bit arithmetic: capacity may be 2^30).",
     `#define RK_Q_SEQ_OFFSET ${QueueOffset.seq}ull`,

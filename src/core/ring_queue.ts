@@ -19,6 +19,9 @@ import {
   type QueueKind,
   type QueueRegionLayout,
   QueueWord,
+  SEALED_VECTOR_BYTES,
+  sealedVectors,
+  sealOf,
 } from "./queue_layout.ts";
 import { notifyWord, waitWord, waitWordAsync } from "./wait.ts";
 
@@ -49,7 +52,7 @@ const now = (): number => performance.now();
  * number of threads, may be open on one region; each role (producer, consumer) keeps the rules of
  * its queue kind: one consumer thread for both kinds, one producer thread for SPSC.
  *
- * Messages are byte strings of at most `slotSize` bytes, copied into fixed-size slots. Nothing is
+ * Messages are byte strings of at most `maxMessageSize` bytes, copied into fixed-size slots. Nothing is
  * ever overwritten: a full queue refuses (`tryEnqueue` returns false), waits (`enqueue`), or
  * enqueues only a prefix of a batch (`enqueueMany` returns the count).
  */
@@ -60,8 +63,12 @@ export abstract class RingQueue {
   readonly byteOffset: number;
   /** Number of slots (a power of two). */
   readonly capacity: number;
-  /** Largest message in bytes; also the stride of the data array. */
+  /** Bytes per slot, the stride of the data array; the largest message unless sealed. */
   readonly slotSize: number;
+  /** Largest message in bytes: `slotSize`, or less in a sealed region. */
+  readonly maxMessageSize: number;
+  /** Whether slots are sealed (queue_layout.ts): each 16-byte vector carries its ticket's seal. */
+  readonly sealed: boolean;
   /** Bytes of the whole region. */
   readonly byteLength: number;
   /** The region's layout (array offsets). */
@@ -75,6 +82,8 @@ export abstract class RingQueue {
   protected readonly lens: Uint32Array;
   /** Slot data, stride `slotSize`. */
   protected readonly data: Uint8Array;
+  /** The same data as words (sealed slots are read and written a word at a time). */
+  protected readonly dataWords: Int32Array;
   /** `capacity - 1`. */
   protected readonly mask: number;
   /** First ticket of the most recent successful `reserve`. */
@@ -88,6 +97,8 @@ export abstract class RingQueue {
     this.layout = layout;
     this.capacity = layout.capacity;
     this.slotSize = layout.slotSize;
+    this.maxMessageSize = layout.maxMessage;
+    this.sealed = layout.sealed;
     this.byteLength = layout.byteLength;
     this.mask = layout.capacity - 1;
     this.h = new Int32Array(buffer, byteOffset, QUEUE_HEADER_BYTES >> 2);
@@ -98,6 +109,107 @@ export abstract class RingQueue {
       byteOffset + layout.dataOffset,
       layout.capacity * layout.slotSize,
     );
+    this.dataWords = new Int32Array(
+      buffer,
+      byteOffset + layout.dataOffset,
+      (layout.capacity * layout.slotSize) / 4,
+    );
+  }
+
+  // ---------------------------------------------------------------- slots
+
+  /** Writes `message` into the slot of ticket `t` (its length too); the caller publishes it. */
+  protected writeSlot(t: number, message: Uint8Array): void {
+    const i = t & this.mask;
+    const at = i * this.slotSize;
+    if (!this.sealed) {
+      this.data.set(message, at);
+      this.lens[i] = message.length;
+      return;
+    }
+    const data = this.data;
+    const words = this.dataWords;
+    const len = message.length;
+    const n = sealedVectors(len);
+    words[at >> 2] = len;
+    // Message byte k is stream byte k + 4: byte (k + 4) % 12 of vector (k + 4) / 12.
+    let k = 0;
+    for (let v = 0; v < n; v++) {
+      const base = at + 16 * v;
+      let b = v === 0 ? 4 : 0;
+      for (; b < SEALED_VECTOR_BYTES && k < len; b++) data[base + b] = message[k++];
+      for (; b < SEALED_VECTOR_BYTES; b++) data[base + b] = 0;
+    }
+    // Each seal after its vector's bytes (a sequentially consistent store orders them).
+    const seal = sealOf(t);
+    for (let v = 0; v < n; v++) Atomics.store(words, (at >> 2) + 4 * v + 3, seal);
+  }
+
+  /**
+   * Length of the message in the slot of ticket `t`; in a sealed region -1 while any of its
+   * vectors does not carry the ticket's seal yet (its writer's stores have not all landed).
+   */
+  protected slotLength(t: number): number {
+    const i = t & this.mask;
+    if (!this.sealed) return this.lens[i];
+    const words = this.dataWords;
+    const w = (i * this.slotSize) >> 2;
+    const seal = sealOf(t);
+    if (Atomics.load(words, w + 3) !== seal) return -1;
+    const len = words[w] >>> 0;
+    if (len > this.maxMessageSize) {
+      throw new InvalidStateError(
+        ErrorCode.InvalidState,
+        `corrupt sealed slot ${i}: length ${len} exceeds the ${this.maxMessageSize}-byte maximum`,
+      );
+    }
+    const n = sealedVectors(len);
+    for (let v = 1; v < n; v++) if (Atomics.load(words, w + 4 * v + 3) !== seal) return -1;
+    return len;
+  }
+
+  /** Copies the `len`-byte message of ticket `t` to `target` at `offset`. */
+  protected copySlot(t: number, len: number, target: Uint8Array, offset: number): void {
+    const at = (t & this.mask) * this.slotSize;
+    if (!this.sealed) {
+      target.set(this.data.subarray(at, at + len), offset);
+      return;
+    }
+    const data = this.data;
+    let k = 0;
+    for (let v = 0; k < len; v++) {
+      const base = at + 16 * v;
+      for (let b = v === 0 ? 4 : 0; b < SEALED_VECTOR_BYTES && k < len; b++) {
+        target[offset + k++] = data[base + b];
+      }
+    }
+  }
+
+  /**
+   * {@linkcode slotLength} of a slot the consumer counted as ready. Throws when its seals are
+   * missing (an MPSC slot published by seq without them), rather than dropping it or reading it.
+   */
+  #readyLength(t: number): number {
+    const len = this.slotLength(t);
+    if (len < 0) {
+      throw new InvalidStateError(
+        ErrorCode.InvalidState,
+        `slot ${t & this.mask} was published without its seals`,
+      );
+    }
+    return len;
+  }
+
+  /** The message of ticket `t` (published): a view of a plain slot, a copy of a sealed one. */
+  protected slotBytes(t: number): Uint8Array {
+    const len = this.#readyLength(t);
+    if (!this.sealed) {
+      const at = (t & this.mask) * this.slotSize;
+      return this.data.subarray(at, at + len);
+    }
+    const out = new Uint8Array(len);
+    this.copySlot(t, len, out, 0);
+    return out;
   }
 
   /**
@@ -139,7 +251,7 @@ export abstract class RingQueue {
   /**
    * Enqueues as many messages as fit, in order, and returns that count; the rest (counted in
    * `rejectedFull`) were not enqueued. Either `count` fixed-size messages packed back to back in
-   * `source` (`messageSize` bytes each, default `slotSize`; when it equals `slotSize` the copy is
+   * `source` (`messageSize` bytes each, default `maxMessageSize`; when it equals `slotSize` the copy is
    * at most two `Uint8Array.set` calls), or an array of messages.
    */
   enqueueMany(source: Uint8Array, count: number, messageSize?: number): number;
@@ -192,10 +304,10 @@ export abstract class RingQueue {
   }
 
   #checkSize(size: number): void {
-    if (size > this.slotSize) {
+    if (size > this.maxMessageSize) {
       throw new ValidationError(
         ErrorCode.MessageTooLarge,
-        `a ${size}-byte message does not fit the queue's ${this.slotSize}-byte slots`,
+        `a ${size}-byte message does not fit the queue's ${this.maxMessageSize}-byte slots`,
       );
     }
   }
@@ -205,9 +317,7 @@ export abstract class RingQueue {
     this.#checkSize(size);
     if (this.reserve(1) === 0) return false;
     const t = this.reservedAt;
-    const i = t & this.mask;
-    this.data.set(message, i * this.slotSize);
-    this.lens[i] = size;
+    this.writeSlot(t, message);
     this.publish(t, 1);
     this.wakeConsumer();
     return true;
@@ -219,7 +329,7 @@ export abstract class RingQueue {
     messageSize: number | undefined,
   ): number {
     const slot = this.slotSize;
-    const size = messageSize ?? slot;
+    const size = messageSize ?? this.maxMessageSize;
     const n = count ?? Math.floor(source.length / Math.max(1, size));
     if (!Number.isInteger(n) || n < 0 || !Number.isInteger(size) || size < 0) {
       throw new ValidationError(
@@ -243,6 +353,14 @@ export abstract class RingQueue {
     const first = t & this.mask;
     const run1 = Math.min(got, this.capacity - first);
     const run2 = got - run1;
+    if (this.sealed) {
+      for (let j = 0; j < got; j++) {
+        this.writeSlot(t + j, source.subarray(j * size, (j + 1) * size));
+      }
+      this.publish(t, got);
+      this.wakeConsumer();
+      return got;
+    }
     if (size === slot) {
       // Same stride on both sides: the slots are one or two contiguous byte ranges.
       this.data.set(source.subarray(0, run1 * slot), first * slot);
@@ -267,11 +385,7 @@ export abstract class RingQueue {
     if (got < n) Atomics.add(this.h, QueueWord.rejectedFull, n - got);
     if (got === 0) return 0;
     const t = this.reservedAt;
-    for (let j = 0; j < got; j++) {
-      const i = (t + j) & this.mask;
-      this.data.set(messages[j], i * this.slotSize);
-      this.lens[i] = messages[j].length;
-    }
+    for (let j = 0; j < got; j++) this.writeSlot(t + j, messages[j]);
     this.publish(t, got);
     this.wakeConsumer();
     return got;
@@ -291,9 +405,7 @@ export abstract class RingQueue {
   /** Removes the oldest message and returns a copy of it, or undefined when none is ready. */
   tryDequeue(): Uint8Array | undefined {
     if (this.readable(1) === 0) return undefined;
-    const i = this.ownHead & this.mask;
-    const at = i * this.slotSize;
-    const message = this.data.slice(at, at + this.lens[i]);
+    const message = this.slotBytes(this.ownHead).slice();
     this.release(1);
     return message;
   }
@@ -304,16 +416,15 @@ export abstract class RingQueue {
    */
   tryDequeueInto(target: Uint8Array): number {
     if (this.readable(1) === 0) return -1;
-    const i = this.ownHead & this.mask;
-    const size = this.lens[i];
+    const t = this.ownHead;
+    const size = this.#readyLength(t);
     if (target.length < size) {
       throw new ValidationError(
         ErrorCode.InvalidArgument,
         `tryDequeueInto: a ${size}-byte message does not fit a ${target.length}-byte target`,
       );
     }
-    const at = i * this.slotSize;
-    target.set(this.data.subarray(at, at + size));
+    this.copySlot(t, size, target, 0);
     this.release(1);
     return size;
   }
@@ -338,6 +449,16 @@ export abstract class RingQueue {
     if (max <= 0) return 0;
     const n = this.readable(max);
     if (n === 0) return 0;
+    if (this.sealed) {
+      const head = this.ownHead;
+      for (let j = 0; j < n; j++) {
+        const len = this.#readyLength(head + j);
+        this.copySlot(head + j, len, target, j * slot);
+        if (lengths !== undefined) lengths[j] = len;
+      }
+      this.release(n);
+      return n;
+    }
     const first = this.ownHead & this.mask;
     const run1 = Math.min(n, this.capacity - first);
     const run2 = n - run1;
@@ -355,24 +476,19 @@ export abstract class RingQueue {
     const n = this.readable(Math.max(0, maxCount));
     const out: Uint8Array[] = new Array(n);
     const head = this.ownHead;
-    for (let j = 0; j < n; j++) {
-      const i = (head + j) & this.mask;
-      const at = i * this.slotSize;
-      out[j] = this.data.slice(at, at + this.lens[i]);
-    }
+    for (let j = 0; j < n; j++) out[j] = this.slotBytes(head + j).slice();
     if (n > 0) this.release(n);
     return out;
   }
 
   /**
    * A view (no copy) of the `index`-th ready message counted from the oldest, or undefined when
-   * fewer are ready. The bytes stay valid until {@linkcode consume} releases the slot.
+   * fewer are ready. The bytes stay valid until {@linkcode consume} releases the slot. A sealed
+   * queue returns a copy (its slots interleave the bytes with seals).
    */
   peek(index = 0): Uint8Array | undefined {
     if (this.readable(index + 1) <= index) return undefined;
-    const i = (this.ownHead + index) & this.mask;
-    const at = i * this.slotSize;
-    return this.data.subarray(at, at + this.lens[i]);
+    return this.slotBytes(this.ownHead + index);
   }
 
   /** Releases the `count` oldest messages (read in place with {@linkcode peek}) to producers. */

@@ -45,12 +45,13 @@ export class SpscQueue extends RingQueue {
   constructor(buffer: ArrayBufferLike, byteOffset = 0) {
     super(buffer, byteOffset, QueueKind.Spsc);
     this.#head = Atomics.load(this.h, QueueWord.head);
-    this.#tail = Atomics.load(this.h, QueueWord.tail);
+    // Sealed: tail may name slots whose seals have not landed; count from head (#sealedReady).
+    this.#tail = this.sealed ? this.#head : Atomics.load(this.h, QueueWord.tail);
   }
 
   /** Allocates a SharedArrayBuffer (or an ArrayBuffer with `shared: false`) holding a new queue. */
   static create(options: QueueCreateOptions): SpscQueue {
-    const { byteLength } = queueLayout(options.capacity, options.slotSize);
+    const { byteLength } = queueLayout(options.capacity, options.slotSize, options.sealed);
     const buffer = allocateQueueBuffer(byteLength, options.shared ?? true);
     return SpscQueue.init(buffer, 0, options);
   }
@@ -93,8 +94,13 @@ export class SpscQueue extends RingQueue {
     Atomics.store(this.h, QueueWord.tail, (start + count) | 0);
   }
 
-  /** Ready messages from the consumer's view: reloads tail only when the cached one says too few. */
+  /**
+   * Ready messages from the consumer's view: reloads tail only when the cached one says too few.
+   * A sealed queue goes by the slots' seals instead (its producer may store tail later, with no
+   * fence before it), counting on from the last slot it found sealed.
+   */
   protected readable(max: number): number {
+    if (this.sealed) return this.#sealedReady(max);
     const h = this.h;
     const head = this.ownHead;
     let ready = (this.#tail - head) | 0;
@@ -103,6 +109,18 @@ export class SpscQueue extends RingQueue {
       ready = (this.#tail - head) | 0;
     }
     if (ready <= 0) return 0;
+    return ready < max ? ready : max;
+  }
+
+  #sealedReady(max: number): number {
+    const head = this.ownHead;
+    let ready = (this.#tail - head) | 0;
+    if (ready < 0) ready = 0;
+    while (ready < max && ready < this.capacity && this.slotLength((head + ready) | 0) >= 0) {
+      ready++;
+    }
+    // The cached tail only ever names slots already seen sealed.
+    this.#tail = (head + ready) | 0;
     return ready < max ? ready : max;
   }
 }

@@ -113,8 +113,14 @@ export interface KernelLayout {
   readonly inputCapacity: number;
   /** Slots of the output queue. */
   readonly outputCapacity: number;
-  /** Bytes per slot. */
+  /** Largest envelope in bytes (a multiple of 16); the slots' stride unless sealed. */
   readonly slotSize: number;
+  /**
+   * Whether the lanes and the output queue have sealed slots (queue_layout.ts): meant for the CUDA
+   * backend, so that the GPU reads a message in the round trip that finds it and the host reads a
+   * reply with no GPU fence before it (not enabled yet; see docs/queues.md).
+   */
+  readonly sealed: boolean;
   /** Total bytes. */
   readonly byteLength: number;
 }
@@ -125,15 +131,19 @@ export function kernelLayout(
   inputCapacity: number,
   outputCapacity: number,
   slotSize: number,
+  sealed = false,
 ): KernelLayout {
   const words = 128;
+  // Rounded before sizing the queues, as KernelMemory formats them with it: a sealed stride
+  // depends on the largest message, so sizing by the unrounded one could overlap the regions.
+  const slot = Math.ceil(slotSize / 16) * 16;
   const state = words + KERNEL_WORDS_BYTES;
   const histogram = state + align128(stateSize);
   const high = histogram + align128(LatencyHistogram.byteLength);
-  const laneBytes = queueByteLength(inputCapacity, slotSize);
+  const laneBytes = queueByteLength(inputCapacity, slot, sealed);
   const normal = high + laneBytes;
   const output = normal + laneBytes;
-  const byteLength = output + queueByteLength(outputCapacity, slotSize);
+  const byteLength = output + queueByteLength(outputCapacity, slot, sealed);
   return {
     words,
     state,
@@ -144,7 +154,8 @@ export function kernelLayout(
     output,
     inputCapacity,
     outputCapacity,
-    slotSize: Math.ceil(slotSize / 16) * 16,
+    slotSize: slot,
+    sealed,
     byteLength,
   };
 }
@@ -175,16 +186,15 @@ export class KernelMemory<B extends RegionBuffer = RegionBuffer> {
     this.buffer = buffer;
     this.layout = layout;
     this.words = new Int32Array(buffer, layout.words, KERNEL_WORDS_BYTES >> 2);
-    const slotSize = layout.slotSize;
+    const { slotSize, sealed } = layout;
     if (fresh) {
-      this.high = MpscQueue.init(buffer, layout.high, { capacity: layout.inputCapacity, slotSize });
-      this.normal = MpscQueue.init(buffer, layout.normal, {
-        capacity: layout.inputCapacity,
-        slotSize,
-      });
+      const lane = { capacity: layout.inputCapacity, slotSize, sealed };
+      this.high = MpscQueue.init(buffer, layout.high, lane);
+      this.normal = MpscQueue.init(buffer, layout.normal, lane);
       this.output = SpscQueue.init(buffer, layout.output, {
         capacity: layout.outputCapacity,
         slotSize,
+        sealed,
       });
     } else {
       this.high = new MpscQueue(buffer, layout.high);

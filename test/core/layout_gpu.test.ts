@@ -455,6 +455,7 @@ const Q_PROBES: readonly QueueProbe[] = [
   ["capacity", "capacity", (q) => q.capacity],
   ["slot_size", "slotSize", (q) => q.slotSize],
   ["mask", "mask", (q) => q.capacity - 1],
+  ["flags", "flags", (q) => (q.sealed ? 1 : 0)],
   ["tail", "tail", (q) => q.stats().enqueued],
   ["rejected_full", "rejectedFull", (q) => q.stats().rejectedFull],
   ["head", "head", (q) => q.stats().dequeued],

@@ -51,6 +51,8 @@ describe("queue layout", () => {
     assert.deepEqual(l, {
       capacity: 8,
       slotSize: 64,
+      sealed: false,
+      maxMessage: 64,
       seqOffset: 512,
       lenOffset: 544,
       dataOffset: 640,
@@ -71,6 +73,7 @@ describe("queue layout", () => {
     assert.equal(v.getUint32(12, true), 16);
     assert.equal(v.getUint32(16, true), 32);
     assert.equal(v.getUint32(20, true), 15);
+    assert.equal(v.getUint32(24, true), 0, "flags: plain slots");
     assert.equal(v.getUint32(128, true), 5);
     assert.equal(v.getUint32(256, true), 5);
     // seq of the slot for ticket t starts at t ("free"), never t + 1 ("published").
