@@ -40,12 +40,13 @@ const t = rt.trace(dslAccumulator).slice(-n);
 const us = (a: number, b: number): number => (b - a) / 1000;
 const stages = {
   "poll → lane ready": t.map((r) => us(r.poll, r.ready)),
-  "ready → acquire fence done": t.map((r) => us(r.ready, r.acquired)),
-  "fence → envelope checked": t.map((r) => us(r.acquired, r.envelope)),
+  "ready → slots sealed (no fence)": t.map((r) => us(r.ready, r.acquired)),
+  "sealed → envelope checked": t.map((r) => us(r.acquired, r.envelope)),
   "envelope → handled + reply written": t.map((r) => us(r.envelope, r.handled)),
-  "handled → bookkeeping written": t.map((r) => us(r.handled, r.bookkept)),
+  "GPU: poll → reply written": t.map((r) => us(r.poll, r.handled)),
+  "handled → state, histogram written": t.map((r) => us(r.handled, r.bookkept)),
   "release fence": t.map((r) => us(r.bookkept, r.fenced)),
-  "tail + heads stored": t.map((r) => us(r.fenced, r.published)),
+  "counters, tail, heads stored": t.map((r) => us(r.fenced, r.published)),
   "GPU total (poll → published)": t.map((r) => us(r.poll, r.published)),
   "published → next batch's poll": t.slice(1).map((r, i) => us(t[i].published, r.poll)),
 };

@@ -57,6 +57,8 @@ import {
 } from "./dlopen.ts";
 import {
   CU_EVENT,
+  CU_FUNC_ATTRIBUTE,
+  CU_LIMIT,
   CU_MEMHOSTALLOC,
   CU_STREAM,
   CUDA_SYMBOLS,
@@ -605,6 +607,34 @@ export class CudaContext {
   synchronize(): void {
     this.#open();
     this.#check("cuCtxSynchronize", this.#fn.cuCtxSynchronize());
+  }
+
+  /** The stack bytes of each GPU thread (`CU_LIMIT_STACK_SIZE`). */
+  stackLimit(): number {
+    this.#open();
+    this.#check("cuCtxGetLimit", this.#fn.cuCtxGetLimit(this.#out, CU_LIMIT.STACK_SIZE));
+    return Number(this.#out[0]);
+  }
+
+  /**
+   * Sets the stack bytes of each GPU thread. The driver resizes the context's local memory, which
+   * waits for the device to go idle: a persistent kernel must not be running (a quiet section).
+   */
+  setStackLimit(bytes: number): void {
+    this.#open();
+    byteCount(bytes, "setStackLimit");
+    this.#check("cuCtxSetLimit", this.#fn.cuCtxSetLimit(CU_LIMIT.STACK_SIZE, bytes));
+  }
+
+  /** Local memory (its stack frame included) each thread of `fn` uses, bytes. */
+  localBytes(fn: CudaFunction): number {
+    this.#open();
+    const out = outI32();
+    this.#check(
+      `cuFuncGetAttribute(${fn.name}, LOCAL_SIZE_BYTES)`,
+      this.#fn.cuFuncGetAttribute(out, CU_FUNC_ATTRIBUTE.LOCAL_SIZE_BYTES, fn.handle),
+    );
+    return out[0];
   }
 
   /** Free and total device memory, bytes. */

@@ -55,6 +55,10 @@ export const CUDA_SYMBOLS = {
   cuCtxGetCurrent: { parameters: ["buffer"], result: "i32" },
   /** CUresult cuCtxSynchronize(void) */
   cuCtxSynchronize: { parameters: [], result: "i32" },
+  /** CUresult cuCtxGetLimit(size_t* pvalue, CUlimit limit) */
+  cuCtxGetLimit: { parameters: ["buffer", "i32"], result: "i32" },
+  /** CUresult cuCtxSetLimit(CUlimit limit, size_t value): waits for the device to go idle */
+  cuCtxSetLimit: { parameters: ["i32", "usize"], result: "i32" },
 
   // Streams
   /** CUresult cuStreamCreate(CUstream* phStream, unsigned int Flags) */
@@ -117,6 +121,8 @@ export const CUDA_SYMBOLS = {
   cuModuleUnload: { parameters: ["u64"], result: "i32" },
   /** CUresult cuModuleGetFunction(CUfunction* hfunc, CUmodule hmod, const char* name) */
   cuModuleGetFunction: { parameters: ["buffer", "u64", "buffer"], result: "i32" },
+  /** CUresult cuFuncGetAttribute(int* pi, CUfunction_attribute attrib, CUfunction hfunc) */
+  cuFuncGetAttribute: { parameters: ["buffer", "i32", "u64"], result: "i32" },
   /** CUresult cuModuleGetGlobal_v2(CUdeviceptr* dptr, size_t* bytes, CUmodule, const char*) */
   cuModuleGetGlobal_v2: { parameters: ["buffer", "buffer", "u64", "buffer"], result: "i32" },
   /**
@@ -237,6 +243,18 @@ export const CUdeviceAttribute = {
   COMPUTE_CAPABILITY_MINOR: 76,
   /** 1 when cooperative launches are supported. */
   COOPERATIVE_LAUNCH: 95,
+} as const;
+
+/** `CUlimit` values. */
+export const CU_LIMIT = {
+  /** Stack bytes of each GPU thread; the context's local memory is sized for it. */
+  STACK_SIZE: 0,
+} as const;
+
+/** `CUfunction_attribute` values. */
+export const CU_FUNC_ATTRIBUTE = {
+  /** Local memory (stack frame included) each thread of the function uses, bytes. */
+  LOCAL_SIZE_BYTES: 3,
 } as const;
 
 /** `cuMemHostAlloc` flags. */

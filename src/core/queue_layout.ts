@@ -41,9 +41,9 @@
  * A **sealed** region (flag bit 0) carries every message as a stream, the u32 length then the
  * bytes, cut into 12-byte pieces; piece j fills words 0-2 of the slot's 16-byte vector j and word 3
  * holds the seal of the slot's ticket t, `t + 1`. A reader that loads a vector and finds the seal
- * knows the vector is this message's, whatever order its loads were served in, so a GPU can load a
- * slot's bytes in the same PCIe round trip as its sequence word, with no fence (see
- * {@linkcode SEALED_VECTOR_BYTES}; docs/queues.md says where the CUDA integration stands).
+ * knows the vector is this message's, whatever order its loads were served in: the GPU polls a
+ * slot's bytes in the same PCIe round trip as its sequence word and needs no fence (see
+ * {@linkcode SEALED_VECTOR_BYTES}).
  * {@linkcode queueHeaderC} and {@linkcode queueHeaderWgsl} generate the header structs from
  * {@linkcode QueueOffset}.
  * @module

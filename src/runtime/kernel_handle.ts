@@ -257,6 +257,8 @@ const PUMP_SLICE_MS = 250;
 const POLL_TURNS = 256;
 /** ...then sleeps of this many ms (timers: they keep the process alive only while someone waits). */
 const POLL_SLEEP_MS = 1;
+/** Longest wait for a sealed region's counters to catch up with its outputs (see #handledMark). */
+const HANDLED_MARK_WAIT_MS = 20;
 
 type Immediate = (callback: () => void) => unknown;
 const setImmediateFn: Immediate | undefined =
@@ -337,6 +339,13 @@ export class KernelHandle<
   #terminating = false;
   #failure: KernelFailedError | undefined;
   #lateReplies = 0;
+  /**
+   * Sealed regions (CUDA): the most messages the kernel had handled by one of its outputs, which
+   * it stamps into the output's `messageId`. Its outputs are seen before that batch's counters
+   * and state land (no GPU fence before them), so `metrics()` and `readState()` wait for the
+   * counters to reach this first: what a reply has shown, they show too.
+   */
+  #handledMark = 0n;
   #exitHandled: Promise<void>;
   #returned: Uint8Array[] = [];
   #reported: KernelState = KernelState.Created;
@@ -1247,6 +1256,9 @@ export class KernelHandle<
 
   #dispatch(bytes: Uint8Array): void {
     const { header, payload } = decodeEnvelope(bytes, { checksum: "ignore" });
+    if (this.#mem.layout.sealed && header.messageId > this.#handledMark) {
+      this.#handledMark = header.messageId;
+    }
     if ((header.flags & EnvelopeFlag.Reply) !== 0) {
       const p = this.#pending.get(header.correlationId);
       if (p === undefined) {
@@ -1307,8 +1319,28 @@ export class KernelHandle<
 
   /** A snapshot of the kernel's state struct (undefined without one). Racy while it runs. */
   readState(): InferFields<S> | undefined {
+    this.#awaitHandledMark();
     const s = this.definition.state;
     return s === undefined ? undefined : s.decode(this.#mem.buffer, this.#mem.layout.state);
+  }
+
+  /**
+   * Waits (spinning: the GPU's stores are already on their way, microseconds) until the control
+   * block counts every message an output has shown handled; gives up after
+   * {@linkcode HANDLED_MARK_WAIT_MS}, when the kernel stopped before its batch's bookkeeping
+   * (a fault): what it reports then is what landed.
+   */
+  #awaitHandledMark(): void {
+    const mark = this.#handledMark;
+    if (mark === 0n || this.#terminal !== undefined) return;
+    const cb = this.#mem.cb;
+    const handled = (): bigint => {
+      const { processed, dropped } = cb.readCounters();
+      return processed + dropped;
+    };
+    if (handled() >= mark) return;
+    const deadline = performance.now() + HANDLED_MARK_WAIT_MS;
+    while (handled() < mark && performance.now() < deadline) { /* spin */ }
   }
 
   /** Request round-trip latency as seen by this handle (send to reply dispatched), in ns. */
@@ -1318,6 +1350,7 @@ export class KernelHandle<
 
   /** A snapshot of the kernel's telemetry. */
   metrics(): KernelMetrics {
+    this.#awaitHandledMark();
     const cb = this.#mem.cb;
     const { processed, dropped } = cb.readCounters();
     return {

@@ -116,9 +116,9 @@ export interface KernelLayout {
   /** Largest envelope in bytes (a multiple of 16); the slots' stride unless sealed. */
   readonly slotSize: number;
   /**
-   * Whether the lanes and the output queue have sealed slots (queue_layout.ts): meant for the CUDA
-   * backend, so that the GPU reads a message in the round trip that finds it and the host reads a
-   * reply with no GPU fence before it (not enabled yet; see docs/queues.md).
+   * Whether the lanes and the output queue have sealed slots (queue_layout.ts): the CUDA backend's,
+   * so that the GPU reads a message in the round trip that finds it, and the host reads a reply
+   * with no GPU fence before it.
    */
   readonly sealed: boolean;
   /** Total bytes. */

@@ -40,6 +40,7 @@
  * @module
  */
 
+import process from "node:process";
 import {
   BackendUnavailableError,
   DuplicateKernelError,
@@ -56,6 +57,7 @@ import {
   type CudaContext,
   type CudaDeviceInfo,
   CudaDriver,
+  type CudaFunction,
   type CudaModule,
   type CudaStream,
   type HostAllocation,
@@ -227,6 +229,23 @@ interface Resources {
 type TimerHandle = ReturnType<typeof setTimeout>;
 
 /** Lets a timer not keep the process alive (Deno: `Deno.unrefTimer`; Bun/Node: `unref()`). */
+/**
+ * Raises the context's per-thread stack to what `fns` use, while the caller holds a quiet section.
+ * A launch whose functions need more local memory than the context holds makes the driver grow it
+ * first, and that waits for the device to go idle, which a running persistent kernel never lets
+ * it do: the launch would hang the host thread. Growing it here, with the kernels parked, means no
+ * later launch has to. (Without CU_CTX_LMEM_RESIZE_TO_MAX the driver may also shrink it again once
+ * such a kernel returns, as a parked one does; a limit it was set to stays.)
+ */
+function fitStack(ctx: CudaContext, fns: readonly CudaFunction[]): void {
+  const need = Math.max(...fns.map((f) => ctx.localBytes(f)));
+  const limit = ctx.stackLimit();
+  if (process.env.RINGKERNEL_DEBUG_STACK) {
+    console.error(`fitStack: need ${need} B, limit ${limit} B`);
+  }
+  if (need > limit) ctx.setStackLimit(Math.ceil(need / 256) * 256);
+}
+
 function unref(timer: TimerHandle): void {
   if (typeof timer === "number") {
     (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno?.unrefTimer(timer);
@@ -453,7 +472,19 @@ export class CudaRuntime implements KernelRuntime {
       const ctx = this.#ctx;
       m = await this.#quiet.quietly(
         `loading the module of kernel ${id}`,
-        () => ctx.loadModule(compiled.image),
+        () => {
+          const loaded = ctx.loadModule(compiled.image);
+          try {
+            fitStack(ctx, [
+              loaded.getFunction(src.entry),
+              loaded.getFunction(K2K_ROUTE_CLOSE_ENTRY),
+            ]);
+          } catch (e) {
+            loaded.unload();
+            throw e;
+          }
+          return loaded;
+        },
         this.#parkTimeoutMs,
       );
       this.#modules.set(src.code, m);
@@ -475,6 +506,7 @@ export class CudaRuntime implements KernelRuntime {
       options.inputCapacity,
       options.outputCapacity,
       slotSize,
+      true, // sealed slots: the GPU reads a message with its poll, the host a reply by its seals
     );
     const ctx = this.#ctx;
     const region = this.#takeRegion(layout.byteLength);

@@ -840,7 +840,7 @@ __device__ unsigned int rk_k2k_take(rk_kernel& k, unsigned int n) {
     const unsigned int length = rk_k2k_load(l, i, k.slot, env, d.stamps, &stamp);
     // The receiver has the message: its vectors are in env (the stores to env waited for them).
     const unsigned long long seen = rk_gtime();
-    rk_handle(k, l.data + (unsigned long long)i * k.slot, env, length);
+    rk_handle(k, l.data + (unsigned long long)i * k.slot, env, length, false, 0u);
     rk_k2k_record(d, i, t, stamp, seen);
   }
   l.head += j;

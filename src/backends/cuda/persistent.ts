@@ -14,25 +14,32 @@
  *   `lastError`, and the `corrupt` word for checksums) and a requester gets an error reply;
  * - replies in the SPSC output queue as the worker writes them (`Reply` + `correlationId` for
  *   requests, the empty-reply type for requests the handler did not answer, plain outputs for
- *   non-requests that returned a value), published with one tail store per batch after the
- *   counters (seqlocked `processed`/`dropped`) and the state write-back;
+ *   non-requests that returned a value), in sealed slots the host takes as soon as they land;
+ *   each carries in `messageId` the count of messages handled with it, and the batch's state
+ *   write-back, then a release fence, then the counters (seqlocked `processed`/`dropped`) and the
+ *   tail follow it;
  * - the HLC word of the control block (offset 64) advanced from `%globaltimer` (ms since the
  *   host's `Date.now()` at launch, plus the logical counter), merged with every message's
  *   timestamp; the handler latency histogram, the heartbeat and the queue snapshots.
  *
- * Memory ordering: the kernel reads host-written words with volatile loads and a
- * `fence.acq_rel.sys` after the readiness checks, and publishes with one `__threadfence_system()`
- * per batch before the tail/head stores and around state stores (no libcu++: NVRTC has no
- * headers).
+ * Memory ordering: the host lanes and the output queue have sealed slots (`queue_layout.ts`): every
+ * 16-byte vector of a message carries its ticket's seal, so a reader takes a vector it loaded
+ * only with the seal, whatever order its loads were served in. The kernel reads host-written
+ * words with volatile loads and no acquire fence (a message's vectors are retried until sealed),
+ * writes replies with no fence before them, and has one `__threadfence_system()` per batch
+ * between the state write-back and the counters, tail and head stores, and around state stores
+ * (no libcu++: NVRTC has no headers).
  *
  * Reads of host memory are the warp's: a read costs ~1.1 µs on the H100 host, and one thread's
  * loads of the same 128-byte line are served one after another (four 16-byte loads of an
  * envelope's line took ~4.5 µs), while a warp's coalesced load of a line is one request. A poll is
- * three coalesced loads in flight together (the commands word, 32 sequence words of each lane:
- * readiness by `__ballot_sync`), an envelope one load per line (lane i takes vector i), gathered
+ * four coalesced loads in flight together (the commands word, 32 sequence words of each lane:
+ * readiness by `__ballot_sync`, and the normal lane's head slot, so a request's bytes come with
+ * the poll that finds it), an envelope one load per line (lane i takes sealed vector i), gathered
  * into lane 0 by shuffles; lane 0 runs the handler and does every write. `bench/cuda_mailbox.ts`
- * measures the floor under this (a flag, then its line: ~4.8 µs round trip from Deno) and
- * `bench/cuda_trace.ts` where a request's time goes (`CudaRuntimeOptions.trace`).
+ * measures the floor under this (a flag in every 16 bytes, read by the warp: ~3.1 µs round trip
+ * from Deno) and `bench/cuda_trace.ts` where a request's time goes
+ * (`CudaRuntimeOptions.trace`).
  * The commands word is cleared with `atomicAnd_system` (see the caveat in docs: on a PCIe host
  * without native host atomics a command set in the same microsecond as another is cleared may be
  * lost; `KernelHandle` never issues one command before the previous one is acknowledged).
@@ -375,10 +382,18 @@ function loopSource(s: LoopSpec): string {
 #define RK_P_ENV_VECS 16u
 #define RK_P_ENV_ARRAY 16u
 #else
-#define RK_P_ENV_VECS (RK_P_IN_VECS < 32u ? RK_P_IN_VECS : 32u)
+#define RK_P_ENV_VECS (RK_P_IN_VECS < 23u ? RK_P_IN_VECS : 23u)
 #define RK_P_ENV_ARRAY RK_P_IN_VECS
 #endif
-#define RK_P_PER_ROUND (32u / RK_P_ENV_VECS)
+// Host lanes and the output queue have sealed slots (queue_layout.ts): a message is a stream, its
+// u32 length then its bytes, 12 bytes per 16-byte vector, word 3 of each the ticket's seal t + 1.
+// Vectors of a sealed message of len bytes; vectors holding the first RK_P_ENV_VECS of an envelope.
+#define RK_P_SV(len) (((len) + 15u) / 12u)
+#define RK_P_SLOT_VECS ((4u + 16u * RK_P_ENV_VECS + 11u) / 12u)
+#define RK_P_PER_ROUND (32u / RK_P_SLOT_VECS)
+// Loads of a published slot until its seals show (~1 µs each): a slot still unsealed after these
+// was published outside the protocol and is dropped, so the loop never hangs on it.
+#define RK_P_SEAL_TRIES 4096u
 #define RK_P_OUT_VECS ${round16(64 + s.outputSize) / 16}u
 #define RK_P_ERR_VECS ${errBytes / 16}u
 #define RK_P_STATE_SIZE ${s.stateSize}u
@@ -499,6 +514,53 @@ __device__ __forceinline__ rk_u4 rk_shfl4(const rk_u4& v, unsigned int from) {
   return r;
 }
 
+// Component c (0-2, a constant once unrolled) of a sealed vector: the message stream's words.
+__device__ __forceinline__ unsigned int rk_sw(const rk_u4& v, unsigned int c) {
+  return c == 0u ? v.x : (c == 1u ? v.y : v.z);
+}
+
+// Envelope vector x (stream words 4x+1 .. 4x+4) of the sealed slot at src, ticket t, length len,
+// loaded by one lane (for what the warp's loads did not cover); each slot vector it spans is
+// reloaded until it carries the seal. Past the message: zeros.
+__device__ __noinline__ rk_u4 rk_sealed_env4(const unsigned char* src, unsigned int t, unsigned int len,
+                                unsigned int x) {
+  unsigned int w[4];
+  const unsigned int nv = RK_P_SV(len);
+  const unsigned int a = (4u * x + 1u) / 3u;
+  rk_u4 va = {0u, 0u, 0u, 0u};
+  rk_u4 vb = {0u, 0u, 0u, 0u};
+  unsigned int tries = 0u;
+  if (a < nv) { do va = rk_ld4(src + 16u * a); while (va.w != t + 1u && ++tries < RK_P_SEAL_TRIES); }
+  if (a + 1u < nv) {
+    do vb = rk_ld4(src + 16u * (a + 1u)); while (vb.w != t + 1u && ++tries < RK_P_SEAL_TRIES);
+  }
+  for (unsigned int c = 0u; c < 4u; ++c) {
+    const unsigned int s = 4u * x + 1u + c;
+    const rk_u4& v = s / 3u == a ? va : vb;
+    w[c] = rk_sw(v, s % 3u);
+  }
+  return {w[0], w[1], w[2], w[3]};
+}
+
+// Stores the stream of a message (its len, then the words of buf: vecs 16-byte vectors, zeros
+// past them) as sealed vectors of ticket t at dst. No fence: the host takes a vector only with
+// its seal, so the reply is seen as soon as its stores land (queue_layout.ts, sealed slots).
+__device__ __forceinline__ void rk_store_sealed(unsigned char* dst, const rk_u4* buf,
+                                                unsigned int vecs, unsigned int len,
+                                                unsigned int t) {
+  const unsigned int* bw = (const unsigned int*)buf;
+  const unsigned int n = RK_P_SV(len);
+  for (unsigned int j = 0u; j < n; ++j) {
+    unsigned int w[3];
+#pragma unroll
+    for (unsigned int c = 0u; c < 3u; ++c) {
+      const unsigned int s = 3u * j + c;
+      w[c] = s == 0u ? len : (s - 1u < 4u * vecs ? bw[s - 1u] : 0u);
+    }
+    rk_st4(dst + 16u * j, {w[0], w[1], w[2], t + 1u});
+  }
+}
+
 // How many slots of lane l are ready from head on (at most 32): lane i loads the sequence word of
 // ticket head + i (one coalesced request; ready when seq == t + 1). Every lane gets the count.
 __device__ __forceinline__ unsigned int rk_ready_count(unsigned int seq_of_lane, unsigned int head,
@@ -544,6 +606,7 @@ __device__ unsigned int rk_out_room(rk_out& o, unsigned int want) {
 ${k2kDeclarations(s.k2k)}
 struct rk_kernel {
   unsigned char* region;
+  unsigned int stride; // bytes per sealed slot of the host lanes and output queue
   volatile RkControlBlock* cb;
   volatile unsigned int* words;
   unsigned char* hist;
@@ -671,17 +734,22 @@ __device__ void rk_hist_flush(rk_kernel& k) {
                : "memory");
 }
 
-// The reply header (16 words) for input header w (request: Reply + correlation id).
+// The reply header (16 words) for input header w (request: Reply + correlation id). Its
+// messageId is the kernel's count of messages handled (processed + dropped) with this one: the
+// reply is seen before this batch's counters and state land, and a host that saw it waits for
+// the counters to reach it before it reports them or the state (KernelHandle's handled mark).
 __device__ void rk_reply_header(rk_kernel& k, unsigned int* h, const unsigned int* w,
                                 unsigned int type_id, unsigned int payload, unsigned int flags) {
   const bool request = ((w[1] >> 16) & RK_P_F_REQUEST) != 0u;
   const unsigned long long ts = rk_hlc_tick_now(k);
+  const unsigned long long handled =
+      k.processed + k.pending_processed + k.dropped + k.pending_dropped;
   h[0] = RK_P_ENV_MAGIC;
   h[1] = RK_P_ENV_VERSION | ((request ? (RK_P_F_REPLY | flags) : flags) << 16);
   h[2] = type_id;
   h[3] = payload;
-  h[4] = 0u;
-  h[5] = 0u;
+  h[4] = (unsigned int)handled;
+  h[5] = (unsigned int)(handled >> 32);
   h[6] = request ? w[4] : 0u;
   h[7] = request ? w[5] : 0u;
   h[8] = k.numeric_id;
@@ -694,13 +762,11 @@ __device__ void rk_reply_header(rk_kernel& k, unsigned int* h, const unsigned in
   h[15] = 0u;
 }
 
-// Stores vecs 16-byte vectors of buf into the next reserved output slot; commits len bytes.
+// Writes the len-byte message in vecs 16-byte vectors of buf into the next reserved output slot.
 __device__ void rk_out_commit(rk_kernel& k, const rk_u4* buf, unsigned int vecs, unsigned int len) {
   rk_out& o = k.out;
-  const unsigned int i = (o.tail + o.count) & o.mask;
-  unsigned char* dst = o.data + (unsigned long long)i * k.slot;
-  for (unsigned int v = 0u; v < vecs; ++v) rk_st4(dst + 16u * v, buf[v]);
-  o.lens[i] = len;
+  const unsigned int t = o.tail + o.count;
+  rk_store_sealed(o.data + (unsigned long long)(t & o.mask) * k.stride, buf, vecs, len, t);
   ++o.count;
 }
 
@@ -737,17 +803,38 @@ __device__ const char rk_text_invalid_short[] = ${cString(shortInvalid)};
 __device__ void rk_run_handler(rk_kernel& k, const unsigned char* msg, const unsigned int* w,
                                bool request) {
   const unsigned long long t0 = rk_gtime();
+  ++k.pending_processed; // before the reply: its header carries the count (rk_reply_header)
 ${handlerCall}
   RK_TRACE(3);
-  ++k.pending_processed;
   rk_hist_add(k, rk_gtime() - t0, 1u);
 }
 #endif
 
+#if RK_P_PASSTHROUGH
+// Writes a stream word by word as sealed vectors (the passthrough reply, of any length).
+struct rk_sealer {
+  unsigned char* dst;
+  unsigned int seal;
+  unsigned int v;
+  unsigned int n;
+  unsigned int w[3];
+  __device__ void put(unsigned int x) {
+    w[n++] = x;
+    if (n == 3u) {
+      rk_st4(dst + 16u * v++, {w[0], w[1], w[2], seal});
+      n = 0u;
+    }
+  }
+  __device__ void put4(const rk_u4& q) { put(q.x); put(q.y); put(q.z); put(q.w); }
+  __device__ void end() { while (n != 0u) put(0u); }
+};
+#endif
+
 // Handles (lane 0) the message in slot src, its first RK_P_ENV_VECS vectors already gathered
-// into env, its queue length (ready, and an output slot reserved for it).
+// into env, its length (ready, and an output slot reserved for it). A host lane's slot is sealed
+// for ticket t (src_sealed); a device K2K lane's is plain.
 __device__ void rk_handle(rk_kernel& k, const unsigned char* src, const rk_u4* env,
-                          unsigned int length) {
+                          unsigned int length, bool src_sealed, unsigned int t) {
   const unsigned int* w = (const unsigned int*)env;
   const unsigned int flags = w[1] >> 16;
   const unsigned int payload = w[3];
@@ -770,7 +857,9 @@ __device__ void rk_handle(rk_kernel& k, const unsigned char* src, const rk_u4* e
     for (unsigned int b = 0u; b < 4u; ++b) c = rk_crc_byte(c, 0u);
     for (unsigned int b = 60u; b < 64u; ++b) c = rk_crc_byte(c, hb[b]);
     for (unsigned int v = 0u; v < (payload + 15u) / 16u; ++v) {
-      const rk_u4 x = 4u + v < RK_P_ENV_VECS ? env[4u + v] : rk_ld4(src + RK_P_HDR + 16u * v);
+      const rk_u4 x = 4u + v < RK_P_ENV_VECS ? env[4u + v]
+                      : src_sealed        ? rk_sealed_env4(src, t, length, 4u + v)
+                                          : rk_ld4(src + RK_P_HDR + 16u * v);
       const unsigned char* xb = (const unsigned char*)&x;
       for (unsigned int b = 0u; b < 16u && 16u * v + b < payload; ++b) c = rk_crc_byte(c, xb[b]);
     }
@@ -797,22 +886,24 @@ __device__ void rk_handle(rk_kernel& k, const unsigned char* src, const rk_u4* e
   if (rw != 0ull) rk_hlc_merge(k, rw);
 #if RK_P_PASSTHROUGH
   const unsigned long long t0 = rk_gtime();
+  ++k.pending_processed; // before the reply: its header carries the count (rk_reply_header)
   {
     rk_u4 hdr[4];
     rk_reply_header(k, (unsigned int*)hdr, w, w[2], payload, 0u);
-    const unsigned int oi = (k.out.tail + k.out.count) & k.out.mask;
-    unsigned char* dst = k.out.data + (unsigned long long)oi * k.slot;
+    const unsigned int ot = k.out.tail + k.out.count;
+    rk_sealer out = {k.out.data + (unsigned long long)(ot & k.out.mask) * k.stride, ot + 1u, 0u, 0u};
+    out.put(RK_P_HDR + payload);
 #pragma unroll
-    for (unsigned int v = 0u; v < 4u; ++v) rk_st4(dst + 16u * v, hdr[v]);
+    for (unsigned int v = 0u; v < 4u; ++v) out.put4(hdr[v]);
     for (unsigned int v = 0u; v < (payload + 15u) / 16u; ++v) {
-      rk_st4(dst + RK_P_HDR + 16u * v,
-             4u + v < RK_P_ENV_VECS ? env[4u + v] : rk_ld4(src + RK_P_HDR + 16u * v));
+      out.put4(4u + v < RK_P_ENV_VECS ? env[4u + v]
+               : src_sealed        ? rk_sealed_env4(src, t, length, 4u + v)
+                                   : rk_ld4(src + RK_P_HDR + 16u * v));
     }
-    k.out.lens[oi] = RK_P_HDR + payload;
+    out.end();
     ++k.out.count;
   }
   RK_TRACE(3);
-  ++k.pending_processed;
   rk_hist_add(k, rk_gtime() - t0, 1u);
 #else
   rk_run_handler(k, (const unsigned char*)env + RK_P_HDR, w, request);
@@ -822,35 +913,54 @@ __device__ void rk_handle(rk_kernel& k, const unsigned char* src, const rk_u4* e
 ${bulkSource(s)}
 
 // Handles the first n ready messages of lane l (the whole warp calls it; lane 0 handles);
-// returns n. The warp loads RK_P_PER_ROUND envelopes per round, lane i vector i % RK_P_ENV_VECS
-// of envelope i / RK_P_ENV_VECS, so each line is one request; lane 0 gathers one envelope at a
-// time with shuffles. The head advances locally (lane 0) and is stored once per batch by
-// rk_batch, after the replies are published.
-__device__ unsigned int rk_take(rk_kernel& k, rk_lane& l, unsigned int n, unsigned int lane) {
+// returns n. The warp loads RK_P_PER_ROUND slots per round, lane i sealed vector
+// i % RK_P_SLOT_VECS of slot i / RK_P_SLOT_VECS, so each line is one request, and loads again
+// until every vector a message spans carries its seal: no fence orders these loads after the
+// sequence words that said the slots are published (the seals say the bytes are the message's).
+// The first slot's vectors may come from the poll (spec: loaded in the round trip that found it).
+// Lane 0 gathers one envelope at a time with shuffles. The head advances locally (lane 0) and is
+// stored once per batch by rk_batch, after the replies are published.
+__device__ unsigned int rk_take(rk_kernel& k, rk_lane& l, unsigned int n, unsigned int lane,
+                                const rk_u4& spec, bool has_spec) {
   if (n == 0u) return 0u;
   if (lane == 0u) RK_TRACE(1);
-  // Acquire: the slots' bytes are read only after their sequence words said they are published.
-  rk_fence_acq();
-  if (lane == 0u) RK_TRACE(7);
   const unsigned int head = __shfl_sync(RK_P_FULL, l.head, 0);
+  const unsigned int e = lane / RK_P_SLOT_VECS;
+  const unsigned int v = lane % RK_P_SLOT_VECS;
   for (unsigned int j0 = 0u; j0 < n; j0 += RK_P_PER_ROUND) {
     const unsigned int m = n - j0 < RK_P_PER_ROUND ? n - j0 : RK_P_PER_ROUND;
-    const unsigned int e = lane / RK_P_ENV_VECS;
-    const unsigned int v = lane % RK_P_ENV_VECS;
+    const unsigned int t = head + j0 + e;
+    const unsigned char* mine_src = l.data + (unsigned long long)(t & l.mask) * k.stride;
     rk_u4 mine = {0u, 0u, 0u, 0u};
-    unsigned int len_mine = 0u;
-    if (e < m && 16u * v < k.slot) {
-      const unsigned int i = (head + j0 + e) & l.mask;
-      mine = rk_ld4(l.data + (unsigned long long)i * k.slot + 16u * v);
+    bool fresh = j0 != 0u || e != 0u || !has_spec;
+    if (!fresh) mine = spec;
+    unsigned int unsealed = 0u; // lanes whose vector never came sealed
+    for (unsigned int tries = 0u;; ++tries) {
+      if (fresh && e < m && 16u * v < k.stride) mine = rk_ld4(mine_src + 16u * v);
+      // Each slot's length (stream word 0) from its vector 0.
+      const unsigned int len = __shfl_sync(RK_P_FULL, mine.x, (e * RK_P_SLOT_VECS) & 31u);
+      const bool ok = e >= m || v >= RK_P_SV(len) || mine.w == t + 1u;
+      unsealed = __ballot_sync(RK_P_FULL, !ok);
+      if (unsealed == 0u || tries == RK_P_SEAL_TRIES) break;
+      fresh = true;
     }
-    if (lane < m) len_mine = l.lens[(head + j0 + lane) & l.mask];
+    if (lane == 0u) RK_TRACE(7);
     for (unsigned int q = 0u; q < m; ++q) {
       rk_u4 env[RK_P_ENV_ARRAY];
+      const unsigned int b = q * RK_P_SLOT_VECS;
 #pragma unroll
       for (unsigned int x = 0u; x < RK_P_ENV_VECS; ++x) {
-        env[x] = rk_shfl4(mine, q * RK_P_ENV_VECS + x);
+        const unsigned int s = 4u * x + 1u;
+        env[x].x = __shfl_sync(RK_P_FULL, rk_sw(mine, s % 3u), b + s / 3u);
+        env[x].y = __shfl_sync(RK_P_FULL, rk_sw(mine, (s + 1u) % 3u), b + (s + 1u) / 3u);
+        env[x].z = __shfl_sync(RK_P_FULL, rk_sw(mine, (s + 2u) % 3u), b + (s + 2u) / 3u);
+        env[x].w = __shfl_sync(RK_P_FULL, rk_sw(mine, (s + 3u) % 3u), b + (s + 3u) / 3u);
       }
-      const unsigned int length = __shfl_sync(RK_P_FULL, len_mine, q);
+      // A slot published without its seals (a producer outside the queue protocol) is dropped as
+      // invalid (length 0) rather than handled from bytes that may be another message's.
+      const unsigned int vec_mask = RK_P_SLOT_VECS == 32u ? RK_P_FULL : ((1u << RK_P_SLOT_VECS) - 1u);
+      const bool torn = ((unsealed >> b) & vec_mask) != 0u;
+      const unsigned int length = torn ? 0u : __shfl_sync(RK_P_FULL, mine.x, b);
 #if RK_P_BULK
       if (rk_is_bulk(env, length)) {
         // The batch ends at a descriptor: its messages' outputs took the room the batch had.
@@ -862,10 +972,12 @@ __device__ unsigned int rk_take(rk_kernel& k, rk_lane& l, unsigned int n, unsign
       }
 #endif
       if (lane == 0u) {
-        const unsigned int i = (head + j0 + q) & l.mask;
-        const unsigned char* src = l.data + (unsigned long long)i * k.slot;
-        for (unsigned int x = RK_P_ENV_VECS; x < RK_P_ENV_ARRAY; ++x) env[x] = rk_ld4(src + 16u * x);
-        rk_handle(k, src, env, length);
+        const unsigned int tq = head + j0 + q;
+        const unsigned char* src = l.data + (unsigned long long)(tq & l.mask) * k.stride;
+        for (unsigned int x = RK_P_ENV_VECS; x < RK_P_ENV_ARRAY; ++x) {
+          env[x] = rk_sealed_env4(src, tq, length, x);
+        }
+        rk_handle(k, src, env, length, true, tq);
       }
     }
   }
@@ -874,10 +986,11 @@ __device__ unsigned int rk_take(rk_kernel& k, rk_lane& l, unsigned int n, unsign
   return n;
 }
 
-// The seqlock has no fences of its own (two cost ~1.5 µs a batch): the one release fence after it
-// orders it, the replies, the state and the histogram before the output tail, so a host that sees
-// a reply sees its message counted and the state it left. A reader racing a batch relies on the
-// GPU's stores to host memory arriving in program order (PCIe posted writes) for a torn-free pair.
+// The seqlock has no fences of its own (two cost ~1.5 µs a batch): the batch's one release fence,
+// before it, orders the state, HLC and histogram before the counters, so a host that sees a
+// message counted sees the state it left (KernelHandle waits for the counters to reach what a
+// sealed reply showed). A reader racing a batch relies on the GPU's stores to host memory
+// arriving in program order (PCIe posted writes) for a torn-free pair.
 __device__ void rk_flush_counters(rk_kernel& k) {
   if (k.pending_processed == 0ull && k.pending_dropped == 0ull) return;
   const bool dropped = k.pending_dropped != 0ull;
@@ -906,7 +1019,8 @@ __device__ void rk_write_back_state(rk_kernel& k) {
 // normal lanes, the high lane first, at most batch_max and no more than free output slots.
 // Returns how many were taken (in every lane); *full is set when no output slot was free.
 __device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* full,
-                                 unsigned int hr, unsigned int nr, unsigned int lane) {
+                                 unsigned int hr, unsigned int nr, const rk_u4& spec,
+                                 unsigned int lane) {
   unsigned int room = lane == 0u ? rk_out_room(k.out, batch_max) : 0u;
   room = __shfl_sync(RK_P_FULL, room, 0);
   *full = room == 0u;
@@ -918,8 +1032,8 @@ __device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* ful
   const unsigned int nh = k.normal.head;
   const unsigned int th = hr < room ? hr : room;
   const unsigned int tn = nr < room - th ? nr : room - th;
-  unsigned int n = rk_take(k, k.high, th, lane);
-  if (!k.bulk_stop) n += rk_take(k, k.normal, tn, lane);
+  unsigned int n = rk_take(k, k.high, th, lane, spec, false);
+  if (!k.bulk_stop) n += rk_take(k, k.normal, tn, lane, spec, true);
   // A bulk batch counts its messages handled (it may be taken over several turns).
   const unsigned int work = n + k.bulk_progress;
   if (work == 0u) return 0u;
@@ -929,12 +1043,13 @@ __device__ unsigned int rk_batch(rk_kernel& k, unsigned int batch_max, bool* ful
   rk_st64(&k.cb->hlc, k.hlc);
   rk_hist_flush(k);
   rk_bulk_words(k);
-  // The heads go last: every read of the slots they release has completed (values are used).
-  rk_flush_counters(k);
   RK_TRACE(4);
-  // Release: the replies, state, HLC, histogram and counters above before the tail below.
+  // The replies went out sealed, with no fence: the host has them already. Release: the state,
+  // HLC and histogram above before the counters, tail and heads below.
   __threadfence_system();
   RK_TRACE(5);
+  rk_flush_counters(k);
+  // The heads go last: every read of the slots they release has completed (values are used).
   if (k.out.count != 0u) {
     k.out.tail += k.out.count;
     k.out.count = 0u;
@@ -965,6 +1080,7 @@ struct rk_polled {
   unsigned int high;
   unsigned int normal;
   unsigned int k2k; // ready in the device K2K lane
+  rk_u4 spec; // vector \`lane\` of the normal lane's head slot, as loaded (rk_take checks its seal)
 };
 __device__ __forceinline__ rk_polled rk_poll(rk_kernel& k, unsigned int lane) {
   const unsigned int hh = __shfl_sync(RK_P_FULL, k.high.head, 0);
@@ -972,8 +1088,14 @@ __device__ __forceinline__ rk_polled rk_poll(rk_kernel& k, unsigned int lane) {
   const unsigned int cmd = lane == 0u ? k.cb->commands : 0u;
   const unsigned int hs = k.high.seq[(hh + lane) & k.high.mask];
   const unsigned int ns = k.normal.seq[(nh + lane) & k.normal.mask];
+  // The head slot's bytes in the same round trip: a request is handled without another read.
+  rk_u4 spec = {0u, 0u, 0u, 0u};
+  if (lane < RK_P_SLOT_VECS && 16u * lane < k.stride) {
+    spec = rk_ld4(k.normal.data + (unsigned long long)(nh & k.normal.mask) * k.stride + 16u * lane);
+  }
   const unsigned int ks = rk_k2k_seq(k, lane); // device memory: in flight with the PCIe loads
   rk_polled p;
+  p.spec = spec;
   p.cmd = __shfl_sync(RK_P_FULL, cmd, 0);
   p.high = rk_ready_count(hs, hh, lane);
   p.normal = rk_ready_count(ns, nh, lane);
@@ -1040,6 +1162,7 @@ extern "C" __global__ void __launch_bounds__(32u * RK_P_BULK_WARPS, 1) rk_persis
   k.words = (volatile unsigned int*)(region + RK_P_WORDS_OFFSET);
   k.hist = region + off_hist;
   k.slot = slot;
+  k.stride = 16u * RK_P_SV(slot);
   k.numeric_id = numeric_id;
   k.state_offset = off_state;
   k.beat = k.cb->heartbeat;
@@ -1147,7 +1270,7 @@ extern "C" __global__ void __launch_bounds__(32u * RK_P_BULK_WARPS, 1) rk_persis
     }
     if (state == RK_STATE_ACTIVE) {
       bool full = false;
-      const unsigned int taken = rk_batch(k, batch_max, &full, p.high, p.normal, lane) +
+      const unsigned int taken = rk_batch(k, batch_max, &full, p.high, p.normal, p.spec, lane) +
                                  rk_k2k_batch(k, batch_max, p.k2k, &full, lane);
       if (taken > 0u) {
         idle = 0u;
@@ -1175,7 +1298,7 @@ extern "C" __global__ void __launch_bounds__(32u * RK_P_BULK_WARPS, 1) rk_persis
     for (;;) {
       bool full = false;
       const rk_polled p = rk_poll(k, lane);
-      if (rk_batch(k, batch_max, &full, p.high, p.normal, lane) +
+      if (rk_batch(k, batch_max, &full, p.high, p.normal, p.spec, lane) +
               rk_k2k_batch(k, batch_max, p.k2k, &full, lane) >
           0u) {
         stalled_since = 0ull;
@@ -1242,6 +1365,10 @@ function handlerCallSource(s: LoopSpec, stateShared: boolean): string {
     const unsigned long long rk_w = ((unsigned long long)k.ctl[4] << 32) | k.ctl[3];
     if (rk_w > k.hlc) k.hlc = rk_w;
     rk_k2k_flush(k);
+    // A reply is seen as soon as it lands (sealed, no fence after it): first let the handler's
+    // stores complete, so a handler that faults (an out-of-bounds write) never gets a reply out.
+    // Only then: a handler that only sends (K2K) pays no fence per message.
+    if (request || rk_replied != 0u) __threadfence();
     ${outputReply}if (request) {
       rk_u4 buf[4];
       rk_reply_header(k, (unsigned int*)buf, w, RK_P_EMPTY_REPLY, 0u, 0u);
@@ -1726,6 +1853,8 @@ function parallelGroupSource(
     // Outputs in lane order: lane 0 reserves the slots and one HLC tick per output.
     const unsigned int rb = __ballot_sync(RK_P_FULL, rk_replied != 0u);
     if (rb != 0u) {
+      // Sealed outputs are seen as soon as they land: the handlers' stores complete first.
+      __threadfence();
       unsigned long long ts0 = 0ull;
       unsigned int at = 0u;
       if (lane == 0u) {
@@ -1761,10 +1890,9 @@ function parallelGroupSource(
         hw[15] = 0u;
         const unsigned char* ob = (const unsigned char*)&rk_out_val;
         for (unsigned int b = 0u; b < RK_P_OUTPUT_SIZE; ++b) bytes[RK_P_HDR + b] = ob[b];
-        const unsigned int i = (at + idx) & k.out.mask;
-        unsigned char* dst = k.out.data + (unsigned long long)i * k.slot;
-        for (unsigned int v = 0u; v < RK_P_OUT_VECS; ++v) rk_st4(dst + 16u * v, buf[v]);
-        k.out.lens[i] = RK_P_HDR + RK_P_OUTPUT_SIZE;
+        const unsigned int ot = at + idx;
+        rk_store_sealed(k.out.data + (unsigned long long)(ot & k.out.mask) * k.stride, buf,
+                        RK_P_OUT_VECS, RK_P_HDR + RK_P_OUTPUT_SIZE, ot);
       }
     }`;
   return `// Lane-parallel (laneParallelPlan): each lane handles every 32nd message of the group against a
