@@ -19,7 +19,6 @@ import {
   type QueueKind,
   type QueueRegionLayout,
   QueueWord,
-  SEALED_VECTOR_BYTES,
   sealedVectors,
   sealOf,
 } from "./queue_layout.ts";
@@ -127,22 +126,38 @@ export abstract class RingQueue {
       this.lens[i] = message.length;
       return;
     }
-    const data = this.data;
+    // A word per store (not a byte): the stream's u32 word s >= 1 holds message bytes 4s-4..4s-1
+    // and sits at word s % 3 of vector s / 3, so the message never needs a word-aligned view.
     const words = this.dataWords;
     const len = message.length;
-    const n = sealedVectors(len);
-    words[at >> 2] = len;
-    // Message byte k is stream byte k + 4: byte (k + 4) % 12 of vector (k + 4) / 12.
+    const first = at >> 2;
+    words[first] = len;
+    let w = first + 1;
+    let j = 1;
     let k = 0;
-    for (let v = 0; v < n; v++) {
-      const base = at + 16 * v;
-      let b = v === 0 ? 4 : 0;
-      for (; b < SEALED_VECTOR_BYTES && k < len; b++) data[base + b] = message[k++];
-      for (; b < SEALED_VECTOR_BYTES; b++) data[base + b] = 0;
+    for (const full = len & ~3; k < full; k += 4) {
+      words[w] = message[k] | (message[k + 1] << 8) | (message[k + 2] << 16) |
+        (message[k + 3] << 24);
+      if (++j === 3) {
+        j = 0;
+        w += 2;
+      } else w++;
     }
-    // Each seal after its vector's bytes (a sequentially consistent store orders them).
+    const rest = len - k;
+    if (rest > 0) {
+      let last = message[k];
+      if (rest > 1) last |= message[k + 1] << 8;
+      if (rest > 2) last |= message[k + 2] << 16;
+      words[w] = last;
+      if (++j === 3) j = 0;
+      else w++;
+    }
+    // Zero-pad the last vector's unused words.
+    if (j !== 0) { for (; j < 3; j++) words[w++] = 0; }
+    // Each seal after its vector's words (a sequentially consistent store orders them).
     const seal = sealOf(t);
-    for (let v = 0; v < n; v++) Atomics.store(words, (at >> 2) + 4 * v + 3, seal);
+    const n = sealedVectors(len);
+    for (let v = 0; v < n; v++) Atomics.store(words, first + 4 * v + 3, seal);
   }
 
   /**
@@ -175,14 +190,37 @@ export abstract class RingQueue {
       target.set(this.data.subarray(at, at + len), offset);
       return;
     }
-    const data = this.data;
-    let k = 0;
-    for (let v = 0; k < len; v++) {
-      const base = at + 16 * v;
-      for (let b = v === 0 ? 4 : 0; b < SEALED_VECTOR_BYTES && k < len; b++) {
-        target[offset + k++] = data[base + b];
-      }
+    // A word per load (see writeSlot); the target takes bytes, so it needs no alignment.
+    const words = this.dataWords;
+    let w = (at >> 2) + 1;
+    let j = 1;
+    let o = offset;
+    for (const end = offset + (len & ~3); o < end; o += 4) {
+      const x = words[w];
+      target[o] = x;
+      target[o + 1] = x >> 8;
+      target[o + 2] = x >> 16;
+      target[o + 3] = x >> 24;
+      if (++j === 3) {
+        j = 0;
+        w += 2;
+      } else w++;
     }
+    const rest = offset + len - o;
+    if (rest > 0) {
+      const x = words[w];
+      target[o] = x;
+      if (rest > 1) target[o + 1] = x >> 8;
+      if (rest > 2) target[o + 2] = x >> 16;
+    }
+  }
+
+  /**
+   * Length of the oldest message when it is ready to read, else -1. Throws like
+   * {@linkcode slotLength} for a corrupt slot and for an MPSC slot published without its seals.
+   */
+  protected headLength(): number {
+    return this.readable(1) === 0 ? -1 : this.#readyLength(this.ownHead);
   }
 
   /**
@@ -415,9 +453,9 @@ export abstract class RingQueue {
    * Throws {@linkcode ValidationError} (leaving the message queued) when `target` is too short.
    */
   tryDequeueInto(target: Uint8Array): number {
-    if (this.readable(1) === 0) return -1;
+    const size = this.headLength();
+    if (size < 0) return -1;
     const t = this.ownHead;
-    const size = this.#readyLength(t);
     if (target.length < size) {
       throw new ValidationError(
         ErrorCode.InvalidArgument,

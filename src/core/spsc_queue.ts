@@ -112,6 +112,14 @@ export class SpscQueue extends RingQueue {
     return ready < max ? ready : max;
   }
 
+  /**
+   * Sealed: the head slot's seals alone say whether it is ready, so its length comes from one
+   * look at them (the scan of {@linkcode readable} would read them twice).
+   */
+  protected override headLength(): number {
+    return this.sealed ? this.slotLength(this.ownHead) : super.headLength();
+  }
+
   #sealedReady(max: number): number {
     const head = this.ownHead;
     let ready = (this.#tail - head) | 0;

@@ -16,6 +16,9 @@
 import { KernelState } from "../core/control_block.ts";
 import {
   decodeEnvelope,
+  ENVELOPE_HEADER_BYTES,
+  ENVELOPE_MAGIC,
+  ENVELOPE_VERSION,
   EnvelopeFlag,
   type EnvelopeHeader,
   EnvelopeOffset,
@@ -35,6 +38,7 @@ import {
   ValidationError,
 } from "../core/errors.ts";
 import type { MpscQueue } from "../core/mpsc_queue.ts";
+import type { SpscQueue } from "../core/spsc_queue.ts";
 import type { HlcClock } from "../core/hlc.ts";
 import { QueueWord } from "../core/queue_layout.ts";
 import type { FieldsSpec, InferFields, Message, MessageSchema } from "../core/schema.ts";
@@ -248,6 +252,8 @@ const HOST_SPIN_MS = 0.05;
  * `waitAsync` wake-up) than the spin. Bounded for handlers slower than that.
  */
 const HOST_BUSY_SPIN_MS = 1;
+/** Output polls between two clock reads of the pump's spin. */
+const SPIN_POLLS_PER_CLOCK = 8;
 /** Longest single wait of the pump; it re-checks its waiters after each. */
 const PUMP_SLICE_MS = 250;
 /**
@@ -278,6 +284,28 @@ function nextTurn(): Promise<void> {
 const SEND_RUN = 32;
 
 const decoder = new TextDecoder();
+
+/** Every flag bit an envelope may carry (the others are reserved). */
+const KNOWN_ENVELOPE_FLAGS = Object.values(EnvelopeFlag).reduce((a, b) => a | b, 0);
+
+/**
+ * Whether the `n`-byte envelope at `at` of `dv` passes every check `decodeEnvelope` makes with
+ * `{ checksum: "ignore" }`, read in place (no header object, no BigInts). False sends it down
+ * the general path, whose `decodeEnvelope` then reports what is wrong exactly as before.
+ */
+function envelopeHeaderValid(dv: DataView, at: number, n: number): boolean {
+  if (n < ENVELOPE_HEADER_BYTES) return false;
+  const flags = dv.getUint16(at + EnvelopeOffset.flags, true);
+  return dv.getUint32(at + EnvelopeOffset.magic, true) === ENVELOPE_MAGIC &&
+    dv.getUint16(at + EnvelopeOffset.version, true) === ENVELOPE_VERSION &&
+    (flags & ~KNOWN_ENVELOPE_FLAGS) === 0 &&
+    dv.getUint32(at + EnvelopeOffset.reserved, true) === 0 &&
+    dv.getUint32(at + EnvelopeOffset.payloadLength, true) <= n - ENVELOPE_HEADER_BYTES &&
+    ((flags & EnvelopeFlag.HasChecksum) !== 0 ||
+      dv.getUint32(at + EnvelopeOffset.checksum, true) === 0) &&
+    dv.getUint32(at + EnvelopeOffset.typeId, true) !== 0 &&
+    dv.getUint32(at + EnvelopeOffset.priority, true) <= 0xff;
+}
 
 function checkMax(max: number): void {
   if (!Number.isSafeInteger(max) || max < 1) {
@@ -327,6 +355,13 @@ export class KernelHandle<
   readonly #clock: HlcClock;
   readonly #launchedAt = performance.now();
   readonly #scratch: Uint8Array;
+  /** The scratch's first `n` bytes, kept while requests are all `n` bytes long (one schema). */
+  #scratchHead: Uint8Array;
+  /** Where a sealed output queue's messages are copied to be dispatched in place. */
+  readonly #reply: Uint8Array;
+  readonly #replyView: DataView;
+  /** A view over the output queue's buffer (plain slots are dispatched where they lie). */
+  #outView: DataView | undefined;
   #outHeader: Int32Array;
   readonly #pending = new Map<bigint, Pending>();
   readonly #receivers: ReceiveWaiter[] = [];
@@ -345,7 +380,7 @@ export class KernelHandle<
    * and state land (no GPU fence before them), so `metrics()` and `readState()` wait for the
    * counters to reach this first: what a reply has shown, they show too.
    */
-  #handledMark = 0n;
+  #handledMark = 0;
   #exitHandled: Promise<void>;
   #returned: Uint8Array[] = [];
   #reported: KernelState = KernelState.Created;
@@ -376,7 +411,10 @@ export class KernelHandle<
     this.#route = new Route(site.route);
     this.#clock = clock;
     this.#scratch = new Uint8Array(site.mem.layout.slotSize);
+    this.#scratchHead = this.#scratch.subarray(0, 0);
     const out = site.mem.output;
+    this.#reply = new Uint8Array(Math.max(out.maxMessageSize, ENVELOPE_HEADER_BYTES));
+    this.#replyView = new DataView(this.#reply.buffer);
     this.#outHeader = new Int32Array(out.buffer, out.byteOffset, 128);
     this.#polling = !isSharedView(this.#outHeader);
     this.#exitHandled = site.exit.then((exit) => this.#onExit(exit));
@@ -621,6 +659,17 @@ export class KernelHandle<
           `kernel ${this.id} is ${this.#terminating ? "terminating" : kernelStateName(s)}`,
         );
     }
+  }
+
+  /**
+   * {@linkcode #checkOpen} from what this handle knows, without reading the control block: in
+   * polling mode that line is mapped memory the GPU writes every batch (a cache miss per read),
+   * and only the host can end the kernel (terminate and kills set `#terminating`, an exit
+   * `#terminal`, before any state that refuses messages can be seen there). A message enqueued
+   * to a kernel whose exit is not handled yet is collected and returned when it is.
+   */
+  #checkOpenHost(): void {
+    if (this.#terminating || this.#terminal !== undefined) this.#checkOpen();
   }
 
   #checkType(message: Message): void {
@@ -922,7 +971,7 @@ export class KernelHandle<
       );
     }
     const timeoutMs = options.timeoutMs ?? 5000;
-    const promise = this.#register(id, this.definition.output, timeoutMs);
+    const promise = this.#register(id, this.definition.output, timeoutMs, true);
     await this.#sendRequest(id, () => this.#enqueueLane(lane, envelope, timeoutMs, false));
     return await promise;
   }
@@ -932,6 +981,7 @@ export class KernelHandle<
     id: bigint,
     schema: MessageSchema | undefined,
     timeoutMs: number,
+    markHandled = true,
   ): Promise<InferFields<O> | undefined> {
     const started = performance.now();
     if (this.#polling) {
@@ -950,7 +1000,8 @@ export class KernelHandle<
           timeoutMs,
         });
       });
-      promise.catch(() => undefined);
+      // Unless it goes straight back to the caller (request's fast path).
+      if (markHandled) promise.catch(() => undefined);
       return promise;
     }
     const promise = new Promise<InferFields<O> | undefined>((resolve, reject) => {
@@ -1009,7 +1060,10 @@ export class KernelHandle<
   #enqueueNow(priority: number, envelope: Uint8Array): boolean {
     const mem = this.#mem;
     const lane = priority >= Priority.High ? mem.high : mem.normal;
-    if (enqueueGuarded(mem, lane, envelope) !== "ok") return false;
+    // No senders guard and no state check (see #checkOpenHost): the region is a plain
+    // ArrayBuffer, reached by this thread alone, so no sender can be inside an enqueue while the
+    // exit collects the lanes, and the caller checked that the host has not ended the kernel.
+    if (!lane.tryEnqueue(envelope)) return false;
     ringForData(mem.words);
     if (!this.#pumping) {
       this.#pumping = true;
@@ -1041,37 +1095,74 @@ export class KernelHandle<
    * the kernel failed first, `QueueFullError` when the input queue stayed full for `timeoutMs`,
    * and like `send` for a wrong type, an oversized message or a kernel that is not running.
    */
-  async request(
+  request(
     message: Message<I>,
     options: RequestOptions = {},
   ): Promise<InferFields<O> | undefined> {
-    this.#checkOpen();
-    this.#checkType(message);
-    // Skip ids a raw-envelope request (requestEnvelope) holds.
-    let id = this.#nextId++;
-    while (this.#pending.has(id)) id = this.#nextId++;
-    const priority = options.priority ?? Priority.Normal;
-    const timeoutMs = options.timeoutMs ?? 5000;
-    const n = writeMessage(this.#scratch, 0, message, {
-      flags: EnvelopeFlag.Request,
-      messageId: id,
-      destKernel: this.numericId,
-      timestamp: this.#clock.tick(),
-      priority,
-    }, { checksum: options.checksum === true });
+    // Not an async function: the fast path hands back the pending promise itself, a microtask
+    // hop or two sooner than `return await`. Bad input and a closed handle still reject.
+    let id: bigint;
+    let n: number;
+    let priority: number;
+    let timeoutMs: number;
+    try {
+      if (this.#polling) this.#checkOpenHost();
+      else this.#checkOpen();
+      this.#checkType(message);
+      // Skip ids a raw-envelope request (requestEnvelope) holds.
+      id = this.#nextId++;
+      while (this.#pending.has(id)) id = this.#nextId++;
+      priority = options.priority ?? Priority.Normal;
+      timeoutMs = options.timeoutMs ?? 5000;
+      n = writeMessage(this.#scratch, 0, message, {
+        flags: EnvelopeFlag.Request,
+        messageId: id,
+        destKernel: this.numericId,
+        timestamp: this.#clock.tick(),
+        priority,
+      }, { checksum: options.checksum === true });
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const schema = (this.definition.output ??
       (this.definition.builtin === "passthrough" ? message.schema : undefined)) as
         | MessageSchema
         | undefined;
+    let bytes = this.#scratchHead;
+    if (bytes.length !== n) bytes = this.#scratchHead = this.#scratch.subarray(0, n);
     // Registered before the message is queued, so an exit that races the enqueue rejects it.
-    const promise = this.#register(id, schema, timeoutMs);
-    const bytes = this.#scratch.subarray(0, n);
-    if (this.#polling && this.#enqueueNow(priority, bytes)) return await promise;
-    // Waiting for room counts against the same timeout as waiting for the reply.
-    await this.#sendRequest(
+    if (this.#polling) {
+      const promise = this.#register(id, schema, timeoutMs, false);
+      try {
+        if (this.#enqueueNow(priority, bytes)) return promise;
+      } catch (e) {
+        this.#pending.delete(id);
+        return Promise.reject(e);
+      }
+      // It may settle while the enqueue below still waits for room.
+      promise.catch(() => undefined);
+      return this.#sendThenAwait(id, bytes, priority, timeoutMs, promise);
+    }
+    return this.#sendThenAwait(
       id,
-      () => this.#enqueue(bytes, priority, timeoutMs),
+      bytes,
+      priority,
+      timeoutMs,
+      this.#register(id, schema, timeoutMs, true),
     );
+  }
+
+  /** The general path of a request: enqueues it (waiting for room), then awaits the reply. */
+  async #sendThenAwait(
+    id: bigint,
+    bytes: Uint8Array,
+    priority: number,
+    timeoutMs: number,
+    promise: Promise<InferFields<O> | undefined>,
+  ): Promise<InferFields<O> | undefined> {
+    // Waiting for room counts against the same timeout as waiting for the reply. The enqueue
+    // takes (or copies) `bytes`, the shared scratch, before its first await.
+    await this.#sendRequest(id, () => this.#enqueue(bytes, priority, timeoutMs));
     return await promise;
   }
 
@@ -1157,10 +1248,15 @@ export class KernelHandle<
           if (!this.#waiting()) break;
         }
         let ready = false;
-        for (let now = start; now - start < HOST_BUSY_SPIN_MS; now = performance.now()) {
-          if (out.available(1) > 0) {
-            ready = true;
-            break;
+        spin: for (let now = start; now - start < HOST_BUSY_SPIN_MS; now = performance.now()) {
+          // A few polls per clock read: a poll of a line nobody wrote is a cache hit, cheaper
+          // than performance.now() (tens of ns under Deno), which would otherwise delay seeing
+          // the reply by half a clock read on average.
+          for (let i = 0; i < SPIN_POLLS_PER_CLOCK; i++) {
+            if (out.available(1) > 0) {
+              ready = true;
+              break spin;
+            }
           }
           if (now - start >= HOST_SPIN_MS && !this.#kernelBusy()) break;
         }
@@ -1233,11 +1329,17 @@ export class KernelHandle<
   }
 
   /**
-   * Moves every ready output to its requester or the output list; returns how many. Reads each
-   * batch in place (`peek`) and releases it with one `consume`.
+   * Moves every ready output to its requester or the output list; returns how many. Plain slots
+   * are read in place (`peek`) and released a batch at a time (`consume`); sealed ones are
+   * copied one at a time into a reused buffer and dispatched from there.
    */
   #drainOutput(): number {
     const out = this.#mem.output;
+    if (out.sealed) return this.#drainSealed(out);
+    let view = this.#outView;
+    if (view === undefined || view.buffer !== out.buffer) {
+      view = this.#outView = new DataView(out.buffer);
+    }
     let total = 0;
     for (;;) {
       const n = out.available();
@@ -1245,7 +1347,10 @@ export class KernelHandle<
       this.#pollTurns = 0;
       let j = 0;
       try {
-        for (; j < n; j++) this.#dispatch(out.peek(j)!);
+        for (; j < n; j++) {
+          const bytes = out.peek(j)!;
+          this.#dispatch(view, bytes.byteOffset, bytes.length, bytes);
+        }
       } finally {
         // On a throw, the message that threw is released with those before it.
         out.consume(j < n ? j + 1 : n);
@@ -1254,47 +1359,65 @@ export class KernelHandle<
     }
   }
 
-  #dispatch(bytes: Uint8Array): void {
+  /**
+   * {@linkcode #drainOutput} of sealed slots: a slot interleaves bytes and seals, so a message
+   * is copied out anyway; into one buffer, released before it is dispatched (a throw releases
+   * it too). A reply is decoded from that buffer; an output keeps copies of its own.
+   */
+  #drainSealed(out: SpscQueue): number {
+    const reply = this.#reply;
+    let total = 0;
+    for (;;) {
+      const n = out.tryDequeueInto(reply);
+      if (n < 0) return total;
+      this.#pollTurns = 0;
+      total++;
+      this.#dispatch(this.#replyView, 0, n, undefined);
+    }
+  }
+
+  /**
+   * Settles the request that the `n`-byte envelope at `at` of `dv` answers, or hands an output
+   * to a receiver. `bytes` is the same envelope when the caller has it as an array. A valid
+   * reply is read in place: the correlation id is the only BigInt made.
+   */
+  #dispatch(dv: DataView, at: number, n: number, bytes: Uint8Array | undefined): void {
+    if (
+      n >= ENVELOPE_HEADER_BYTES &&
+      (dv.getUint16(at + EnvelopeOffset.flags, true) & EnvelopeFlag.Reply) !== 0 &&
+      envelopeHeaderValid(dv, at, n)
+    ) {
+      if (this.#mem.layout.sealed) {
+        // The kernel's handled count (see #handledMark), exact as a number below 2^53.
+        const mark = dv.getUint32(at + EnvelopeOffset.messageId, true) +
+          dv.getUint32(at + EnvelopeOffset.messageId + 4, true) * 2 ** 32;
+        if (mark > this.#handledMark) this.#handledMark = mark;
+      }
+      this.#settle(
+        dv.getBigUint64(at + EnvelopeOffset.correlationId, true),
+        dv.getUint16(at + EnvelopeOffset.flags, true),
+        dv.getUint32(at + EnvelopeOffset.typeId, true),
+        dv,
+        at + ENVELOPE_HEADER_BYTES,
+        dv.getUint32(at + EnvelopeOffset.payloadLength, true),
+      );
+      return;
+    }
+    bytes ??= new Uint8Array(dv.buffer, dv.byteOffset + at, n);
     const { header, payload } = decodeEnvelope(bytes, { checksum: "ignore" });
-    if (this.#mem.layout.sealed && header.messageId > this.#handledMark) {
-      this.#handledMark = header.messageId;
+    if (this.#mem.layout.sealed) {
+      const mark = Number(header.messageId);
+      if (mark > this.#handledMark) this.#handledMark = mark;
     }
     if ((header.flags & EnvelopeFlag.Reply) !== 0) {
-      const p = this.#pending.get(header.correlationId);
-      if (p === undefined) {
-        this.#lateReplies++;
-        return;
-      }
-      this.#pending.delete(header.correlationId);
-      clearTimeout(p.timer);
-      this.#rtt.record((performance.now() - p.started) * 1e6);
-      if ((header.flags & EnvelopeFlag.Error) !== 0 || header.typeId === ERROR_REPLY_TYPE_ID) {
-        let name = "Error";
-        let message = "";
-        let code: string | undefined;
-        try {
-          const parsed = JSON.parse(decoder.decode(payload)) as {
-            name?: string;
-            message?: string;
-            code?: string;
-          };
-          name = String(parsed.name ?? name);
-          message = String(parsed.message ?? "");
-          code = parsed.code;
-        } catch {
-          message = "(error text cut off)";
-        }
-        // Only the kernel loop sets `code` (handler errors carry name and message only).
-        if (code === ErrorCode.DecodeChecksum) {
-          p.reject(new DecodeError(ErrorCode.DecodeChecksum, EnvelopeOffset.checksum, message));
-        } else {
-          p.reject(new HandlerError(this.id, name, message));
-        }
-      } else if (header.typeId === EMPTY_REPLY_TYPE_ID) {
-        p.resolve(undefined);
-      } else {
-        p.resolve(p.schema?.decode(payload));
-      }
+      this.#settle(
+        header.correlationId,
+        header.flags,
+        header.typeId,
+        new DataView(payload.buffer, payload.byteOffset, payload.length),
+        0,
+        payload.length,
+      );
       return;
     }
     const schema = this.definition.output;
@@ -1315,6 +1438,73 @@ export class KernelHandle<
     }
   }
 
+  /**
+   * Settles request `id` with the reply whose payload is the `length` bytes at `at` of `dv`
+   * (counted as late when nobody waits for it). A payload its schema cannot decode rejects the
+   * request with the `DecodeError`.
+   */
+  #settle(
+    id: bigint,
+    flags: number,
+    typeId: number,
+    dv: DataView,
+    at: number,
+    length: number,
+  ): void {
+    const p = this.#pending.get(id);
+    if (p === undefined) {
+      this.#lateReplies++;
+      return;
+    }
+    this.#pending.delete(id);
+    if (p.timer !== undefined) clearTimeout(p.timer);
+    this.#rtt.record((performance.now() - p.started) * 1e6);
+    if ((flags & EnvelopeFlag.Error) !== 0 || typeId === ERROR_REPLY_TYPE_ID) {
+      p.reject(this.#replyError(new Uint8Array(dv.buffer, dv.byteOffset + at, length)));
+      return;
+    }
+    const schema = p.schema;
+    if (typeId === EMPTY_REPLY_TYPE_ID || schema === undefined) {
+      p.resolve(undefined);
+      return;
+    }
+    try {
+      // Decoded where it lies; a payload shorter than the schema is decoded from its own bytes,
+      // so the DecodeError names its length as before.
+      p.resolve(
+        length >= schema.size
+          ? schema.decode(dv, at)
+          : schema.decode(new Uint8Array(dv.buffer, dv.byteOffset + at, length)),
+      );
+    } catch (e) {
+      p.reject(e as Error);
+    }
+  }
+
+  /** The error an error reply's payload (UTF-8 JSON of what the handler threw) stands for. */
+  #replyError(payload: Uint8Array): Error {
+    let name = "Error";
+    let message = "";
+    let code: string | undefined;
+    try {
+      const parsed = JSON.parse(decoder.decode(payload)) as {
+        name?: string;
+        message?: string;
+        code?: string;
+      };
+      name = String(parsed.name ?? name);
+      message = String(parsed.message ?? "");
+      code = parsed.code;
+    } catch {
+      message = "(error text cut off)";
+    }
+    // Only the kernel loop sets `code` (handler errors carry name and message only).
+    if (code === ErrorCode.DecodeChecksum) {
+      return new DecodeError(ErrorCode.DecodeChecksum, EnvelopeOffset.checksum, message);
+    }
+    return new HandlerError(this.id, name, message);
+  }
+
   // ------------------------------------------------------------------------------ inspection
 
   /** A snapshot of the kernel's state struct (undefined without one). Racy while it runs. */
@@ -1332,11 +1522,11 @@ export class KernelHandle<
    */
   #awaitHandledMark(): void {
     const mark = this.#handledMark;
-    if (mark === 0n || this.#terminal !== undefined) return;
+    if (mark === 0 || this.#terminal !== undefined) return;
     const cb = this.#mem.cb;
-    const handled = (): bigint => {
+    const handled = (): number => {
       const { processed, dropped } = cb.readCounters();
-      return processed + dropped;
+      return Number(processed + dropped);
     };
     if (handled() >= mark) return;
     const deadline = performance.now() + HANDLED_MARK_WAIT_MS;
