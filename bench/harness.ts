@@ -5,6 +5,8 @@
  */
 import { cpus, hostname, totalmem } from "node:os";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
 
 /** The runtime, its version and the machine a benchmark ran on. */
 export interface RuntimeInfo {
@@ -50,14 +52,15 @@ export function runtimeInfo(): RuntimeInfo {
   };
 }
 
-/** Writes `bench/results/<name>-<runtime>.json` with the runtime info and the figures. */
+/** Writes `<name>-<runtime>.json` (in bench/results or $RINGKERNEL_RESULTS_DIR) with the runtime info and the figures. */
 export function writeResult(name: string, figures: Record<string, unknown>): string {
   const info = runtimeInfo();
-  const dir = new URL("./results/", import.meta.url);
+  // $RINGKERNEL_RESULTS_DIR (the GPU machine's $OUT) keeps a run elsewhere from overwriting these.
+  const dir = process.env.RINGKERNEL_RESULTS_DIR ?? new URL("./results/", import.meta.url).pathname;
   mkdirSync(dir, { recursive: true });
-  const path = new URL(`${name}-${info.runtime}.json`, dir);
+  const path = join(dir, `${name}-${info.runtime}.json`);
   writeFileSync(path, JSON.stringify({ benchmark: name, ...info, figures }, null, 2) + "\n");
-  return path.pathname;
+  return path;
 }
 
 /** Percentile (0..100) of an ascending-sorted array, nearest-rank. */
