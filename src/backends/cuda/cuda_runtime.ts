@@ -40,7 +40,6 @@
  * @module
  */
 
-import process from "node:process";
 import {
   BackendUnavailableError,
   DuplicateKernelError,
@@ -239,11 +238,7 @@ type TimerHandle = ReturnType<typeof setTimeout>;
  */
 function fitStack(ctx: CudaContext, fns: readonly CudaFunction[]): void {
   const need = Math.max(...fns.map((f) => ctx.localBytes(f)));
-  const limit = ctx.stackLimit();
-  if (process.env.RINGKERNEL_DEBUG_STACK) {
-    console.error(`fitStack: need ${need} B, limit ${limit} B`);
-  }
-  if (need > limit) ctx.setStackLimit(Math.ceil(need / 256) * 256);
+  if (need > ctx.stackLimit()) ctx.setStackLimit(Math.ceil(need / 256) * 256);
 }
 
 function unref(timer: TimerHandle): void {
