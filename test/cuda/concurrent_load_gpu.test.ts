@@ -4,7 +4,10 @@
  * CUDA's lazy loading (the default since 12.2) may make a kernel's load wait for the context to
  * idle, which a persistent kernel never does: then this test hangs inside a synchronous driver
  * call, and `scripts/test_gpu.mjs` kills it and reports the file failed. Its own file for that
- * reason. Skips, saying why, where no CUDA device or NVRTC is available.
+ * reason. Also a kernel whose stack frame is larger than the context's stack limit (CUDA's default
+ * 1 KiB): its launch has the driver grow the context's local memory, which waits the same way
+ * unless the runtime raised the limit while loading its module. Skips, saying why, where no CUDA
+ * device or NVRTC is available.
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -14,7 +17,7 @@ import { join } from "node:path";
 import { CudaRuntime } from "../../src/backends/cuda/cuda_runtime.ts";
 import { LaunchOptions } from "../../src/runtime/launch_options.ts";
 import { cudaRuntimeSkip } from "./gpu_available.ts";
-import { cellWriter, Poke, Spin, spinner } from "./gpu_kernels.ts";
+import { cellWriter, Poke, Spin, spinner, Wide, wideSummer } from "./gpu_kernels.ts";
 
 const skip = cudaRuntimeSkip();
 if (skip) console.log(`concurrent_load_gpu.test: skipping: ${skip}`);
@@ -95,4 +98,29 @@ describe("kernel modules loaded while kernels run", { skip }, () => {
       }
     },
   );
+  it("a kernel needing more stack than the context has launches beside a running one", {
+    timeout: 60_000,
+  }, async () => {
+    // Its launch would have the driver grow the context's local memory, which waits for the
+    // device to idle: a running persistent kernel never lets it, so without the stack limit
+    // fitted at module load (in a quiet section) this launch hangs the host thread.
+    const rt = await CudaRuntime.create({ cacheDir });
+    try {
+      const running = await rt.launch(cellWriter("running_beside_wide"), opts());
+      assert.deepEqual(await running.request(Poke.of({ index: 0, value: 7 })), {
+        first: 7,
+        sum: 7,
+      });
+      const wide = await rt.launch(wideSummer("wide_stack"), opts());
+      const vals = Array.from({ length: 480 }, (_, i) => i * 3 + 1);
+      const want = vals.reduce((a, b) => a + b, 0);
+      assert.deepEqual(await wide.request(Wide.of({ vals }), { timeoutMs: 5000 }), { sum: want });
+      assert.deepEqual(
+        await running.request(Poke.of({ index: 1, value: 2 }), { timeoutMs: 5000 }),
+        { first: 7, sum: 9 },
+      );
+    } finally {
+      await rt.shutdown();
+    }
+  });
 });

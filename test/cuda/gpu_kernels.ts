@@ -123,3 +123,39 @@ export async function preload<I extends FieldsSpec, O extends FieldsSpec, S exte
   const k = await rt.launch(def, LaunchOptions.default().withAutoActivate(false));
   await k.terminate();
 }
+
+/** A message of 480 words: its envelope is gathered into the handler's stack frame (~2 KiB). */
+export const Wide = defineMessage({
+  typeId: 4205,
+  name: "Wide",
+  fields: { vals: array("u32", 480) },
+});
+
+/** The sum of a `Wide` message's words. */
+export const WideSum = defineMessage({
+  typeId: 4206,
+  name: "WideSum",
+  fields: { sum: "u32" },
+});
+
+type WideSpec = { readonly vals: ReturnType<typeof array<"u32">> };
+type WideSumSpec = { readonly sum: "u32" };
+
+/**
+ * A kernel `id` that sums a `Wide` message. It needs more stack per thread than CUDA's default
+ * 1 KiB limit, so its launch beside a running kernel has the driver grow the context's local
+ * memory unless the runtime fitted the limit while loading its module (`fitStack`).
+ */
+export function wideSummer(id: string): KernelDefinition<WideSpec, WideSumSpec> {
+  return defineKernel({
+    id,
+    module: import.meta.url,
+    input: Wide,
+    output: WideSum,
+    handler: (msg) => {
+      let s = 0;
+      for (let i = 0; i < 480; i++) s = u32(s + msg.vals[i]);
+      return { sum: s };
+    },
+  });
+}
