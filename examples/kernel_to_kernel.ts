@@ -109,7 +109,12 @@ async function main(): Promise<void> {
   console.log("1. pipeline validate -> scale -> total");
   const raws = [10, -3, 4, 8, -1, 2];
   for (const raw of raws) await v.send(Sample.of({ raw }));
-  await until(() => t.readState()!.count === 4);
+  // Each stage counts a receipt after its send returns, so the next stage may be ahead: wait
+  // for all three.
+  await until(() =>
+    t.readState()!.count === 4 && s.readState()!.delivered === 4 &&
+    v.readState()!.delivered + v.readState()!.rejected === raws.length
+  );
   const tot = t.readState()!;
   const from = rt.listKernels().find((id) => rt.getKernel(id)!.numericId === tot.lastSource);
   console.log(`   total: ${tot.count} values, sum ${tot.sum}, last one sent by ${from}`);
@@ -127,7 +132,10 @@ async function main(): Promise<void> {
   console.log("3. a full destination: QueueFull (refused and counted, never lost silently)");
   await t.deactivate(); // keeps what it is sent, handles none of it
   for (let i = 1; i <= 6; i++) await v.send(Sample.of({ raw: i }));
-  await until(() => s.readState()!.delivered + s.readState()!.queueFull === 4 + 6);
+  await until(() =>
+    s.readState()!.delivered + s.readState()!.queueFull === 4 + 6 &&
+    v.readState()!.delivered === 4 + 6
+  );
   console.log(`   scale: ${receipts(s)}`);
   await t.activate();
   await until(() => t.readState()!.count === 9);
@@ -136,7 +144,7 @@ async function main(): Promise<void> {
   console.log("4. a terminated destination: NotFound");
   await t.terminate();
   await v.send(Sample.of({ raw: 7 }));
-  await until(() => s.readState()!.notFound === 1);
+  await until(() => s.readState()!.notFound === 1 && v.readState()!.delivered === 4 + 6 + 1);
   console.log(`   scale: ${receipts(s)}`);
 
   const k2k = rt.metrics().k2k;
