@@ -8,7 +8,6 @@ import {
   ErrorCode,
   InvalidStateError,
   QueueFullError,
-  RingKernelError,
   TimeoutError,
   ValidationError,
 } from "../../src/core/errors.ts";
@@ -22,23 +21,9 @@ import {
 } from "../../src/core/queue_layout.ts";
 import type { RingQueue } from "../../src/core/ring_queue.ts";
 import { SpscQueue } from "../../src/core/spsc_queue.ts";
-
-type QueueClass = typeof SpscQueue | typeof MpscQueue;
-const KINDS: [string, QueueClass][] = [["SPSC", SpscQueue], ["MPSC", MpscQueue]];
+import { assertCode, KINDS } from "./queue_helpers.ts";
 
 const bytes = (...values: number[]): Uint8Array => new Uint8Array(values);
-
-function assertCode(
-  fn: () => unknown,
-  cls: new (...a: never[]) => RingKernelError,
-  code: string,
-): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${err}`);
-    assert.equal(err.code, code);
-    return true;
-  });
-}
 
 describe("queue layout", () => {
   it("places header words on separate 128-byte lines and the data 128-aligned", () => {

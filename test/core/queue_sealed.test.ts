@@ -9,7 +9,6 @@ import {
   ErrorCode,
   InvalidStateError,
   QueueFullError,
-  RingKernelError,
   TimeoutError,
   ValidationError,
 } from "../../src/core/errors.ts";
@@ -30,22 +29,8 @@ import {
 } from "../../src/core/queue_layout.ts";
 import type { RingQueue } from "../../src/core/ring_queue.ts";
 import { SpscQueue } from "../../src/core/spsc_queue.ts";
+import { assertCode, KINDS } from "./queue_helpers.ts";
 import { kernelLayout, KernelMemory } from "../../src/runtime/kernel_memory.ts";
-
-type QueueClass = typeof SpscQueue | typeof MpscQueue;
-const KINDS: [string, QueueClass][] = [["SPSC", SpscQueue], ["MPSC", MpscQueue]];
-
-function assertCode(
-  fn: () => unknown,
-  cls: new (...a: never[]) => RingKernelError,
-  code: string,
-): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${err}`);
-    assert.equal(err.code, code);
-    return true;
-  });
-}
 
 const pattern = (length: number, from: number): Uint8Array =>
   new Uint8Array(length).map((_, i) => (from + 7 * i) & 0xff);
